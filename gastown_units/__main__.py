@@ -1,0 +1,7 @@
+"""Allow ``python3 -m gastown_units``."""
+
+import sys
+
+from gastown_units.cli import main
+
+sys.exit(main())

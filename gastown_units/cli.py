@@ -1,0 +1,174 @@
+"""``gastown-units``: the command line the units run and operators use.
+
+``main`` returns an exit code; expected failures print one line (no traceback) and exit
+with their own code (78 for configuration errors, which units never restart on).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gastown_units import __version__
+from gastown_units.config import KNOBS, Knob, Settings, default_of
+from gastown_units.errors import EX_CONFIG, EX_FAILURE, ConfigError, GastownError
+from gastown_units.ports.tmux import Tmux
+from gastown_units.runtime.logs import setup_logging
+from gastown_units.runtime.loop import run_service
+from gastown_units.town.identity import IdentityParser
+from gastown_units.town.layout import Town
+from gastown_units.town.rigs import load_rigs, rig_prefixes
+
+log = logging.getLogger("gastown_units")
+
+SERVICES = {"deacon-keeper": "deacon"}  # service name -> GT_ROLE of its journal entries
+
+
+def _knob_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--option`` per knob (except the town), documented with its env var and default."""
+    for knob in reversed(KNOBS):
+        if knob.field == "town_root":
+            continue
+        func = click.option(
+            "--" + knob.field.replace("_", "-"), knob.field, default=None,
+            callback=_parse_with(knob), metavar="VALUE",
+            help=f"{knob.help} [env {knob.env}; default {default_of(knob.field)}]",
+        )(func)
+    return func
+
+
+def _parse_with(knob: Knob) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return knob.parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return parse
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gastown-units")
+def cli() -> None:
+    """Supervise a Gas Town with systemd: one small service per job."""
+
+
+@cli.command()
+@click.argument("service", type=click.Choice(sorted(SERVICES)))
+@click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
+              help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
+@click.option("--once", is_flag=True, help="Run one pass and exit (1 if an action failed).")
+@click.option("--debug", is_flag=True, help="Log debug messages (every command run).")
+@_knob_options
+def run(service: str, town_root: Path | None, once: bool, debug: bool, **knobs: Any) -> None:
+    """Run SERVICE in the foreground (what the systemd units do)."""
+    setup_logging(f"gastown-{service}", role=SERVICES[service], debug=debug)
+    settings = Settings.load(overrides={"town_root": town_root, **knobs})
+    from gastown_units.services.deacon_keeper import DeaconKeeper
+
+    code = run_service(DeaconKeeper(settings), interval=settings.interval, once=once)
+    sys.exit(code)
+
+
+@cli.command("tmux-server")
+def tmux_server() -> None:
+    """Run the tmux server in the foreground (gastown-tmux.service).
+
+    The server must not live in any supervisor's cgroup, or restarting that supervisor
+    would kill every agent; this unit owns it. Same socket as the services use.
+    """
+    settings = Settings.load()
+    binary = shutil.which(settings.tmux_bin)
+    if binary is None:
+        raise ConfigError(f"{settings.tmux_bin}: not found")
+    argv = [binary, *(["-L", settings.tmux_socket] if settings.tmux_socket else []), "-D"]
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TMUX", "TMUX_PANE"):
+        os.environ.pop(name, None)
+    os.execv(binary, argv)
+
+
+@cli.command("tmux-ready")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
+def tmux_ready(timeout: float) -> None:
+    """Wait until the tmux server answers (ExecStartPost of gastown-tmux.service)."""
+    settings = Settings.load()
+    tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
+                timeout=settings.tmux_timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tmux.snapshot()
+            return
+        except GastownError as exc:
+            if time.monotonic() >= deadline:
+                raise GastownError(f"tmux server not ready after {timeout:g}s: {exc}") from None
+        time.sleep(0.05)
+
+
+@cli.command()
+@click.argument("spelling")
+@click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
+              help="Town whose rigs and prefixes resolve the spelling [env GT_TOWN_ROOT].")
+def identity(spelling: str, town_root: Path | None) -> None:
+    """Show every spelling of the agent SPELLING (address, session, bead ID, ...)."""
+    settings = Settings.load(overrides={"town_root": town_root})
+    parser = IdentityParser()
+    prefixes: dict[str, str] = {}
+    if settings.town_root is not None or town_root is not None:
+        town = Town.open(settings.town_root)
+        try:
+            rigs = load_rigs(town)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        prefixes = rig_prefixes(town, rigs)
+        parser = IdentityParser.for_town(town, rigs, prefixes)
+    try:
+        who = parser.parse(spelling)
+    except ValueError as exc:
+        raise GastownError(str(exc)) from None
+    rows = {
+        "role": str(who.role), "rig": who.rig or "-", "name": who.name or "-",
+        "address": who.address, "legacy": who.legacy, "session": who.session,
+        "bead_id": who.bead_id(prefixes.get(who.rig or "")) or "-",
+        "bd_actor": who.bd_actor,
+    }
+    for key, value in rows.items():
+        click.echo(f"{key:9} {value}")
+
+
+@cli.command("config")
+def show_config() -> None:
+    """Print every knob: environment variable, effective value and default."""
+    settings = Settings.load()
+    for knob in KNOBS:
+        value = getattr(settings, knob.field)
+        click.echo(f"{knob.env}={'' if value is None else value}"
+                   f"    # default: {default_of(knob.field)}; {knob.help}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code instead of raising."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="gastown-units",
+                 standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EX_FAILURE
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EX_FAILURE
+    except click.ClickException as exc:
+        exc.show()
+        return EX_CONFIG if isinstance(exc, click.BadParameter) else exc.exit_code
+    except GastownError as exc:
+        click.echo(f"gastown-units: {exc}", err=True)
+        return exc.exit_code
+    return 0

@@ -1,0 +1,165 @@
+"""Every knob of every service, in one table: name, environment variable, default, meaning.
+
+The CLI builds its options from this table and the packaged ``/etc/gastown/gastown.conf``
+documents the same names, so a default is written down exactly once (here).
+Defaults follow Gas Town's daemon (contract gastown.md §6.10) unless noted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gastown_units.errors import ConfigError
+
+
+def _seconds(text: str) -> float:
+    """Parse ``90``, ``90s``, ``5m``, ``1h`` or ``250ms`` into seconds."""
+    raw = text.strip().lower()
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, factor in units:
+        if raw.endswith(suffix) and raw[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(raw[: -len(suffix)]) * factor
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30, 30s, 5m, 1h)") from None
+    if value < 0:
+        raise ValueError(f"negative duration: {text!r}")
+    return value
+
+
+def _bool(text: str) -> bool:
+    raw = text.strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _text(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _path(text: str) -> Path | None:
+    return Path(text).expanduser() if text.strip() else None
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting: the field name, its environment variable, parser and help text."""
+
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("town_root", "GT_TOWN_ROOT", _path,
+         "Town root (holds mayor/town.json); found from the working directory when unset."),
+    Knob("bd_bin", "GT_BD_BIN", _text, "The beads CLI."),
+    Knob("gt_bin", "GT_GT_BIN", _text, "The Gas Town CLI (used for mail)."),
+    Knob("tmux_bin", "GT_TMUX_BIN", _text, "The tmux binary."),
+    Knob("tmux_socket", "GT_TMUX_SOCKET", _text,
+         "tmux -L socket name; unset = the user's default server, as Gas Town uses."),
+    Knob("agent_command", "GT_AGENT_COMMAND", _text,
+         "Agent command line that overrides the one resolved from the town's settings."),
+    Knob("interval", "GT_INTERVAL", _seconds,
+         "Seconds between passes of a long-running service."),
+    Knob("tmux_timeout", "GT_TMUX_TIMEOUT", _seconds, "Timeout of one tmux call."),
+    Knob("bd_timeout", "GT_BD_TIMEOUT", _seconds, "Timeout of one bd call."),
+    Knob("gt_timeout", "GT_GT_TIMEOUT", _seconds, "Timeout of one gt call."),
+    Knob("start_timeout", "GT_START_TIMEOUT", _seconds,
+         "How long a new session may take before its agent runs (Gas Town: 60 s)."),
+    Knob("kill_grace", "GT_KILL_GRACE", _seconds,
+         "Seconds between SIGTERM and SIGKILL when a session's processes are killed."),
+    Knob("deacon_grace", "GT_DEACON_GRACE", _seconds,
+         "No heartbeat checks this long after the Deacon session was created."),
+    Knob("heartbeat_nudge", "GT_DEACON_HEARTBEAT_NUDGE", _seconds,
+         "Deacon heartbeat age at which the Deacon is nudged (HEALTH_CHECK)."),
+    Knob("heartbeat_kill", "GT_DEACON_HEARTBEAT_KILL", _seconds,
+         "Deacon heartbeat age beyond which the Deacon is killed and restarted."),
+    Knob("nudge_interval", "GT_NUDGE_INTERVAL", _seconds,
+         "Least time between two HEALTH_CHECK nudges of the same agent."),
+    Knob("boot_interval", "GT_BOOT_INTERVAL", _seconds,
+         "Least time between two Boot spawns (Gas Town spawned Boot every 3-minute beat)."),
+    Knob("degraded", "GT_DEGRADED", _bool,
+         "Degraded mode: triage the Deacon mechanically instead of spawning a Boot agent."),
+)
+
+KNOB_BY_FIELD: Mapping[str, Knob] = {k.field: k for k in KNOBS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration of one service process."""
+
+    town_root: Path | None = None
+    bd_bin: str = "bd"
+    gt_bin: str = "gt"
+    tmux_bin: str = "tmux"
+    tmux_socket: str | None = None
+    agent_command: str | None = None
+    interval: float = 10.0
+    tmux_timeout: float = 5.0
+    bd_timeout: float = 15.0
+    gt_timeout: float = 15.0
+    start_timeout: float = 60.0
+    kill_grace: float = 2.0
+    deacon_grace: float = 300.0
+    heartbeat_nudge: float = 900.0
+    heartbeat_kill: float = 1800.0
+    nudge_interval: float = 300.0
+    boot_interval: float = 180.0
+    degraded: bool = False
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Defaults, then the environment, then explicit overrides (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for knob in KNOBS:
+            raw = env.get(knob.env)
+            if raw is None:
+                continue
+            try:
+                values[knob.field] = knob.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{knob.env}: {exc}") from None
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject settings that cannot work together."""
+        if self.interval <= 0:
+            raise ConfigError("GT_INTERVAL must be greater than 0")
+        if self.heartbeat_kill < self.heartbeat_nudge:
+            raise ConfigError(
+                "GT_DEACON_HEARTBEAT_KILL must not be smaller than GT_DEACON_HEARTBEAT_NUDGE"
+            )
+        for knob in ("bd_bin", "gt_bin", "tmux_bin"):
+            if not getattr(self, knob):
+                raise ConfigError(f"{KNOB_BY_FIELD[knob].env} must not be empty")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+assert {f.name for f in dataclasses.fields(Settings)} == set(KNOB_BY_FIELD), "knob table drift"
+
+
+def default_of(field: str) -> Any:
+    """The default of a knob; the dataclass above is the only place defaults are written."""
+    return getattr(Settings(), field)

@@ -1,0 +1,1 @@
+"""Adapters to the outside: tmux, bd, gt mail, process trees, file locks. All with timeouts."""

@@ -1,0 +1,117 @@
+"""The ``bd`` CLI (contract beads.md §2-§5), tolerant of the Jan-2026 and later variants.
+
+Reads distinguish "not found" (positive knowledge) from "bd failed" (ToolError: unknown,
+design rule 3). Parsing lives in pure functions below the port.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gastown_units.errors import ToolError
+from gastown_units.ports import runner
+
+
+@dataclass(frozen=True)
+class AgentBead:
+    """The fields of an agent bead the services use."""
+
+    id: str
+    hook_bead: str
+    agent_state: str
+    updated_at: str
+    status: str
+    labels: tuple[str, ...]
+
+
+def parse_description_fields(description: str) -> dict[str, str]:
+    """``key: value`` lines of an agent bead description; ``null``/empty become ``""``.
+
+    >>> parse_description_fields("Polecat Toast\\n\\nhook_bead: gt-abc\\nactive_mr: null")
+    {'hook_bead': 'gt-abc', 'active_mr': ''}
+    """
+    fields: dict[str, str] = {}
+    for line in description.splitlines()[1:]:
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip() or " " in key.strip():
+            continue
+        value = value.strip()
+        fields[key.strip().lower()] = "" if value == "null" else value
+    return fields
+
+
+def agent_from_json(obj: dict[str, Any]) -> AgentBead:
+    """Columns win over description lines for ``hook_bead`` ([J]); ``agent_state`` falls back."""
+    desc = parse_description_fields(str(obj.get("description") or ""))
+    hook = obj.get("hook_bead") or desc.get("hook_bead", "")
+    state = obj.get("agent_state") or desc.get("agent_state", "")
+    labels = obj.get("labels") or []
+    return AgentBead(
+        id=str(obj.get("id", "")),
+        hook_bead=str(hook or ""),
+        agent_state=str(state or ""),
+        updated_at=str(obj.get("updated_at") or ""),
+        status=str(obj.get("status") or ""),
+        labels=tuple(str(x) for x in labels if isinstance(x, str)),
+    )
+
+
+def parse_issue_list(stdout: str) -> list[dict[str, Any]] | None:
+    """An array of issues; ``None`` for "not found" shapes (empty, ``[]``, ``{"error"}``).
+
+    Accepts the later ``{"schema_version", "data": …}`` envelope too (beads.md §9).
+    Raises ValueError for output that is not JSON.
+    """
+    text = stdout.strip()
+    if not text:
+        return None
+    data = json.loads(text)
+    if isinstance(data, dict) and "data" in data and "schema_version" in data:
+        data = data["data"]
+    if data is None or (isinstance(data, dict) and "error" in data):
+        return None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ValueError("bd output is neither an array nor an object")
+    return [item for item in data if isinstance(item, dict)] or None
+
+
+class Beads:
+    """The ``bd`` port: run from the town root, like Gas Town's daemon."""
+
+    def __init__(self, *, binary: str, cwd: Path, timeout: float) -> None:
+        self.binary = binary
+        self.cwd = cwd
+        self.timeout = timeout
+
+    def _json(self, *args: str) -> list[dict[str, Any]] | None:
+        result = runner.run([self.binary, *args], timeout=self.timeout, cwd=self.cwd)
+        try:
+            items = parse_issue_list(result.stdout)
+        except (ValueError, json.JSONDecodeError):
+            raise ToolError(f"bd {args[0]}: unreadable output: {result.stdout[:80]!r}") from None
+        if not result.ok and items is None:
+            if "not found" in (result.stderr + result.stdout).lower():
+                return None
+            raise ToolError(f"bd {args[0]} failed: {result.error_line()}")
+        return items
+
+    def show(self, bead_id: str) -> dict[str, Any] | None:
+        """One issue, or None when bd says it does not exist."""
+        items = self._json("show", bead_id, "--json")
+        return items[0] if items else None
+
+    def agent(self, bead_id: str) -> AgentBead | None:
+        obj = self.show(bead_id)
+        return agent_from_json(obj) if obj else None
+
+    def list_agents(self) -> list[AgentBead]:
+        """All agent beads in one call (``bd list --type=agent --json``)."""
+        return [agent_from_json(o) for o in self._json("list", "--type=agent", "--json") or []]
+
+    def ready(self) -> list[dict[str, Any]]:
+        return self._json("ready", "--json") or []

@@ -1,0 +1,80 @@
+"""``gt mail`` (contract gastown.md §5): inbox, delete (claim), send."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gastown_units.errors import ToolError
+from gastown_units.ports import runner
+from gastown_units.town.jsonfile import parse_time
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    sender: str
+    to: str
+    subject: str
+    body: str
+    timestamp: datetime | None
+    read: bool
+
+
+def parse_inbox(stdout: str) -> list[Message]:
+    """``gt mail inbox --json``: an array, ``null`` or nothing (all mean "empty")."""
+    text = stdout.strip()
+    if not text:
+        return []
+    data: Any = json.loads(text)
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ValueError("inbox is not a JSON array")
+    return [_message(item) for item in data if isinstance(item, dict) and item.get("id")]
+
+
+def _message(item: dict[str, Any]) -> Message:
+    return Message(
+        id=str(item["id"]),
+        sender=str(item.get("from") or ""),
+        to=str(item.get("to") or ""),
+        subject=str(item.get("subject") or ""),
+        body=str(item.get("body") or ""),
+        timestamp=parse_time(item.get("timestamp")),
+        read=bool(item.get("read")),
+    )
+
+
+class Mail:
+    """The ``gt mail`` port. ``env`` sets the sender identity (``GT_ROLE`` …, §5.3)."""
+
+    def __init__(self, *, binary: str, cwd: Path, timeout: float,
+                 env: dict[str, str] | None = None) -> None:
+        self.binary = binary
+        self.cwd = cwd
+        self.timeout = timeout
+        self.env = env or {}
+
+    def _run(self, *args: str) -> runner.Result:
+        result = runner.run([self.binary, "mail", *args], timeout=self.timeout,
+                            cwd=self.cwd, env=self.env)
+        if not result.ok:
+            raise ToolError(f"gt mail {args[0]} failed: {result.error_line()}")
+        return result
+
+    def inbox(self, identity: str) -> list[Message]:
+        out = self._run("inbox", "--identity", identity, "--json").stdout
+        try:
+            return parse_inbox(out)
+        except (ValueError, json.JSONDecodeError):
+            raise ToolError(f"gt mail inbox: unreadable output: {out[:80]!r}") from None
+
+    def delete(self, message_id: str) -> None:
+        self._run("delete", message_id)
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        self._run("send", to, "-s", subject, "-m", body)

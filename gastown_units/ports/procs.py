@@ -1,0 +1,66 @@
+"""Killing a pane's process tree (contract §3.8) with psutil: deepest first, TERM then KILL.
+
+Pane processes are not our children, so we use psutil (which checks PID reuse) instead of
+process groups we did not create.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants, deepest first; empty if ``pid`` is gone."""
+    try:
+        root = psutil.Process(pid)
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [*reversed(children), root]
+
+
+def kill_tree(pid: int, *, grace: float = 2.0,
+              progress: Callable[[], None] | None = None) -> int:
+    """SIGTERM the tree of ``pid`` bottom-up, SIGKILL what is left after ``grace`` seconds.
+
+    Returns how many processes were signalled. Processes that vanish meanwhile are fine.
+    """
+    procs = process_tree(pid)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.AccessDenied:
+            log.warning("no permission to signal PID %d (%s)", proc.pid, _name(proc))
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    if progress:
+        progress()
+    for proc in alive:
+        try:
+            proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    if alive:
+        psutil.wait_procs(alive, timeout=grace)
+    return len(procs)
+
+
+def child_names(pid: int) -> list[str]:
+    """Names of the direct children of ``pid`` (to see an agent behind a shell)."""
+    try:
+        return [_name(c) for c in psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"

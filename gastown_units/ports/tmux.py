@@ -1,0 +1,161 @@
+"""tmux as the supervisors use it: a client only, never a server's parent.
+
+Every call passes ``-N`` so that no command of ours can start a tmux server (the server
+would fork inside our unit's cgroup and die with it, design rule 1); the server belongs to
+``gastown-tmux.service``. Exact-match targets: ``=NAME`` for sessions and ``=NAME:`` for
+panes (``send-keys -t =NAME`` fails on tmux 3.3a).
+
+Calls go through :func:`runner.run` with a timeout, not through libtmux: no libtmux release
+(0.21 … 0.62) can time out a tmux call, and a hung call must not outlive the watchdog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gastown_units.errors import ToolError
+from gastown_units.ports import runner
+from gastown_units.town.names import check_name
+
+_SEP = "\t"
+_PANE_FORMAT = _SEP.join((
+    "#{session_name}", "#{pane_pid}", "#{pane_current_command}", "#{pane_dead}",
+    "#{session_created}", "#{session_attached}",
+))
+_NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
+_NO_SESSION = ("can't find session", "session not found", "can't find pane", "can't find window")
+
+
+class ServerDown(ToolError):
+    """No tmux server is running on our socket (nothing we may start)."""
+
+
+@dataclass(frozen=True)
+class Pane:
+    session: str
+    pid: int
+    command: str
+    dead: bool
+    created: float  # session creation time, epoch seconds
+    attached: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """All panes of the server, from one ``list-panes -a`` call."""
+
+    panes: tuple[Pane, ...] = ()
+    sessions: frozenset[str] = field(default_factory=frozenset)
+
+    def first_pane(self, session: str) -> Pane | None:
+        return next((p for p in self.panes if p.session == session), None)
+
+
+def parse_panes(text: str) -> Snapshot:
+    """Parse ``list-panes -a -F`` output in :data:`_PANE_FORMAT`; skips malformed lines.
+
+    >>> parse_panes("hq-deacon\\t42\\tnode\\t0\\t1700000000\\t0\\n").panes[0].command
+    'node'
+    """
+    panes = []
+    for line in text.splitlines():
+        parts = line.split(_SEP)
+        if len(parts) != 6:
+            continue
+        name, pid, command, dead, created, attached = parts
+        try:
+            panes.append(Pane(name, int(pid), command, dead == "1", float(created),
+                              int(attached or 0)))
+        except ValueError:
+            continue
+    return Snapshot(tuple(panes), frozenset(p.session for p in panes))
+
+
+class Tmux:
+    """A tmux client bound to one server (``-L socket`` or the user's default)."""
+
+    def __init__(self, *, binary: str = "tmux", socket: str | None = None,
+                 timeout: float = 5.0) -> None:
+        self.binary = binary
+        self.socket = socket
+        self.timeout = timeout
+
+    def argv(self, *args: str) -> list[str]:
+        """The full argv for a tmux command (pure; used by tests and logs)."""
+        base = [self.binary, "-N"]
+        if self.socket:
+            base += ["-L", self.socket]
+        return [*base, *args]
+
+    def _run(self, *args: str, stdin: str | None = None) -> runner.Result:
+        result = runner.run(self.argv(*args), timeout=self.timeout, stdin=stdin)
+        if not result.ok and _matches(result, _NO_SERVER):
+            raise ServerDown(f"no tmux server{self._where()}: {result.error_line()}")
+        return result
+
+    def _check(self, *args: str) -> runner.Result:
+        result = self._run(*args)
+        if not result.ok:
+            raise ToolError(f"tmux {args[0]} failed: {result.error_line()}")
+        return result
+
+    def _where(self) -> str:
+        return f" on socket {self.socket!r}" if self.socket else " (default socket)"
+
+    # --- reads ------------------------------------------------------------------------
+    def version(self) -> str:
+        return self._check("-V").stdout.strip()
+
+    def snapshot(self) -> Snapshot:
+        """Every pane of the server. Raises ServerDown when there is no server."""
+        return parse_panes(self._check("list-panes", "-a", "-F", _PANE_FORMAT).stdout)
+
+    def has_session(self, name: str) -> bool:
+        result = self._run("has-session", "-t", f"={check_name('session', name)}")
+        if result.ok:
+            return True
+        if _matches(result, _NO_SESSION):
+            return False
+        raise ToolError(f"tmux has-session failed: {result.error_line()}")
+
+    def capture(self, name: str, lines: int = 30) -> str:
+        return self._check("capture-pane", "-p", "-t", f"={name}:", "-S", f"-{lines}").stdout
+
+    def display(self, name: str, fmt: str) -> str:
+        return self._check("display-message", "-p", "-t", f"={name}:", fmt).stdout.strip()
+
+    # --- writes -----------------------------------------------------------------------
+    def new_session(self, name: str, *, cwd: Path, command: str) -> None:
+        """Create a detached session running ``command`` in ``cwd``; never starts a server."""
+        check_name("session", name)
+        self._check("new-session", "-d", "-s", name, "-c", str(cwd), command)
+
+    def kill_session(self, name: str) -> None:
+        """Kill a session; one that is already gone counts as success."""
+        result = self._run("kill-session", "-t", f"={check_name('session', name)}")
+        if not result.ok and not _matches(result, _NO_SESSION):
+            raise ToolError(f"tmux kill-session failed: {result.error_line()}")
+
+    def set_environment(self, name: str, env: Mapping[str, str]) -> None:
+        for key in sorted(env):
+            self._check("set-environment", "-t", f"={name}", key, env[key])
+
+    def set_options(self, name: str, options: Mapping[str, str]) -> None:
+        for option, value in options.items():
+            self._check("set-option", "-t", f"={name}", option, value)
+
+    def send_literal(self, name: str, text: str) -> None:
+        self._check("send-keys", "-t", f"={name}:", "-l", text)
+
+    def send_key(self, name: str, key: str) -> None:
+        self._check("send-keys", "-t", f"={name}:", key)
+
+    def resize_pane(self, name: str, delta: str) -> None:
+        self._check("resize-pane", "-t", f"={name}:", "-y", delta)
+
+
+def _matches(result: runner.Result, needles: tuple[str, ...]) -> bool:
+    text = (result.stderr + result.stdout).lower()
+    return any(n in text for n in needles)

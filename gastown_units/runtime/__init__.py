@@ -1,0 +1,1 @@
+"""Service runtime: sd_notify, watchdog, signals, journald logging, exit codes."""

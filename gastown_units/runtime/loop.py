@@ -1,0 +1,165 @@
+"""The loop every long-running service shares.
+
+One thread does the work. Signal handlers only set a flag and write a byte to a pipe, so
+the loop wakes at once. The watchdog is fed from the same loop (``Context.progress``), never
+from a free-running thread: a hung pass stops the pings and systemd restarts us.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol
+
+from gastown_units.errors import EX_CONFIG, EX_FAILURE, EX_OK, ConfigError, GastownError
+from gastown_units.runtime.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Stopping(Exception):
+    """Raised inside a pass when a stop was requested, to end it early."""
+
+
+@dataclass
+class Context:
+    """What a pass may use: feed the watchdog, check for stop, publish a status line."""
+
+    notifier: Notifier
+    stop_requested: Callable[[], bool]
+    failures: list[str] = field(default_factory=list)
+
+    def progress(self) -> None:
+        """Call between steps and in waits: pings the watchdog, aborts on stop."""
+        if self.stop_requested():
+            raise Stopping()
+        self.notifier.ping()
+
+    def sleep(self, seconds: float) -> None:
+        """A short pause inside a step (tmux debounce) that still feeds the watchdog."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.progress()
+            time.sleep(min(left, 0.1))
+
+    def status(self, text: str) -> None:
+        self.notifier.status(text)
+
+    def failed(self, what: str) -> None:
+        """Record that an action of this pass failed (``--once`` then exits 1)."""
+        self.failures.append(what)
+
+
+class Service(Protocol):
+    name: str
+
+    def setup(self, ctx: Context) -> str:
+        """Check configuration and take resources; return the first status line."""
+        ...
+
+    def tick(self, ctx: Context) -> str:
+        """One pass; return the status line to publish."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.stop = False
+        self.wake = False
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._on_stop)
+        for sig in (signal.SIGHUP, signal.SIGUSR1):
+            self._old[sig] = signal.signal(sig, self._on_wake)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        os.close(self._read)
+        os.close(self._write)
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._write, b"x")
+        except BlockingIOError:
+            pass
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop = True
+        self._poke()
+
+    def _on_wake(self, signum: int, _frame: FrameType | None) -> None:
+        self.wake = True
+        self._poke()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; return early on any signal."""
+        if self.stop or self.wake:
+            return
+        ready, _, _ = select.select([self._read], [], [], max(0.0, seconds))
+        if ready:
+            try:
+                while os.read(self._read, 64):
+                    pass
+            except BlockingIOError:
+                pass
+
+
+def run_service(service: Service, *, interval: float, once: bool,
+                notifier: Notifier | None = None) -> int:
+    """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code."""
+    notifier = notifier or Notifier()
+    signals = _Signals()
+    signals.install()
+    ctx = Context(notifier, lambda: signals.stop)
+    try:
+        try:
+            first = service.setup(ctx)
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            notifier.status(f"configuration error: {exc}")
+            return EX_CONFIG
+        notifier.ready(first)
+        log.info("%s started: %s", service.name, first)
+        # Never sleep longer than half the watchdog period between pings.
+        wait = interval if notifier.period is None else min(interval, notifier.period)
+        while not signals.stop:
+            signals.wake = False
+            ctx.failures.clear()
+            try:
+                status = service.tick(ctx)
+            except Stopping:
+                break
+            except GastownError as exc:  # expected: a tool failed; state is unknown
+                log.warning("pass incomplete: %s", exc)
+                status = f"pass incomplete: {exc}"
+                ctx.failed(str(exc))
+            notifier.status(status)
+            notifier.ping(force=True)
+            if once:
+                return EX_FAILURE if ctx.failures else EX_OK
+            deadline = time.monotonic() + interval
+            while not signals.stop and not signals.wake and time.monotonic() < deadline:
+                signals.wait(min(wait, deadline - time.monotonic()))
+                notifier.ping()
+            if signals.wake and not signals.stop:
+                log.info("woken by signal: running a pass now")
+        notifier.stopping(f"{service.name} stopping (agent sessions are left running)")
+        log.info("%s stopping on request; agent sessions are left running", service.name)
+        return EX_OK
+    finally:
+        try:
+            service.close()
+        finally:
+            signals.restore()

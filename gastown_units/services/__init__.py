@@ -1,0 +1,1 @@
+"""The services: each one job, a class with ``setup``/``tick`` over injected ports."""

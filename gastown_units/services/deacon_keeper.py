@@ -1,0 +1,216 @@
+"""deacon-keeper: keep the Deacon alive, run Boot, watch the Deacon's heartbeat (§6.3).
+
+One pass, in Gas Town's order: skip while ``gt down`` holds ``daemon/shutdown.lock``; skip
+when ``patrols.deacon.enabled`` is false; ensure ``hq-deacon`` (a zombie is killed and
+recreated); ensure Boot (``gt-boot``), or triage mechanically in degraded mode; check the
+heartbeat: nudge at >= 15 min, kill and restart at > 30 min, never within 5 min of a start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gastown_units.config import Settings
+from gastown_units.errors import ConfigError, GastownError, ToolError, ToolMissing
+from gastown_units.ports.locks import TownLock, shutdown_in_progress
+from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
+from gastown_units.runtime.loop import Context
+from gastown_units.services.sessions import Liveness, SessionKeeper, StartFailed, Theme, liveness
+from gastown_units.town.agents import AgentProgram, resolve_agent
+from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
+from gastown_units.town.identity import BOOT, DEACON, Role
+from gastown_units.town.layout import Town
+from gastown_units.town.patrols import patrol_enabled
+
+log = logging.getLogger(__name__)
+
+DEACON_THEME = Theme("#2d1f3d", "#c0b0d0", "🐺 Deacon")
+HEALTH_CHECK = "HEALTH_CHECK: heartbeat stale, respond to confirm responsiveness"
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for the status line and Boot's status file."""
+
+    actions: list[tuple[str, str]] = field(default_factory=list)  # (last_action, target)
+    notes: list[str] = field(default_factory=list)
+
+    def did(self, action: str, target: str) -> None:
+        self.actions.append((action, target))
+
+
+class DeaconKeeper:
+    name = "deacon-keeper"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.town: Town | None = None
+        self.lock: TownLock | None = None
+        self.tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
+                         timeout=settings.tmux_timeout)
+        self.keeper: SessionKeeper | None = None
+        self._last_boot_spawn: float | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def setup(self, ctx: Context) -> str:
+        town = Town.open(self.settings.town_root)
+        try:
+            patrol_enabled(town, "deacon")
+            self._agent(town, Role.DEACON)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            self.tmux.version()
+        except ToolMissing as exc:
+            raise ConfigError(str(exc)) from None
+        self.lock = TownLock(town.daemon_lock)
+        self.lock.acquire()
+        self.town = town
+        self.keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
+                                    kill_grace=self.settings.kill_grace)
+        return f"keeping {DEACON.session} for town {town.root}"
+
+    def close(self) -> None:
+        if self.lock:
+            self.lock.release()
+
+    def _agent(self, town: Town, role: Role) -> AgentProgram:
+        return resolve_agent(town, role, None, self.settings.agent_command)
+
+    # --- one pass -------------------------------------------------------------------------
+    def tick(self, ctx: Context) -> str:
+        town, keeper = self.town, self.keeper
+        assert town is not None and keeper is not None, "setup() not run"
+        if shutdown_in_progress(town.shutdown_lock):
+            return "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
+        try:
+            if not patrol_enabled(town, "deacon"):
+                return "deacon patrol disabled in mayor/daemon.json: not acting"
+            agent = self._agent(town, Role.DEACON)
+        except ValueError as exc:
+            log.error("not acting this pass: %s", exc)
+            ctx.failed(str(exc))
+            return f"configuration problem, not acting: {exc}"
+        try:
+            snap = self.tmux.snapshot()
+        except ServerDown:
+            return "waiting for the tmux server (is gastown-tmux.service running?)"
+        report = PassReport()
+        ctx.progress()
+        snap = self._ensure_deacon(snap, agent, report, ctx)
+        ctx.progress()
+        self._ensure_boot(snap, report, ctx)
+        ctx.progress()
+        self._check_heartbeat(snap, agent, report, ctx)
+        if self.settings.degraded:
+            self._write_triage(report)
+        return self._status(snap, report)
+
+    def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
+                       ctx: Context) -> Snapshot:
+        keeper = self.keeper
+        assert keeper is not None
+        pane = snap.first_pane(DEACON.session)
+        state = liveness(pane, agent)
+        if state is Liveness.RUNNING:
+            return snap
+        if state is Liveness.ZOMBIE:
+            log.warning("%s is a zombie (pane runs %r, not the agent): killing and recreating",
+                        DEACON.session, pane.command if pane else "",
+                        extra={"GT_AGENT": DEACON.address})
+            keeper.kill(DEACON.session, pane, ctx)
+        else:
+            log.warning("%s is not running: starting the Deacon", DEACON.session,
+                        extra={"GT_AGENT": DEACON.address})
+        try:
+            new = keeper.start(DEACON, agent, ctx, theme=DEACON_THEME)
+        except (StartFailed, ToolError) as exc:
+            log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
+            report.notes.append(f"deacon start failed: {exc}")
+            report.did("error", "deacon")
+            ctx.failed(str(exc))
+            return self.tmux.snapshot()
+        log.info("Deacon running in %s (pane PID %d)", DEACON.session, new.pid,
+                 extra={"GT_AGENT": DEACON.address})
+        report.did("start", "deacon")
+        return self.tmux.snapshot()
+
+    def _ensure_boot(self, snap: Snapshot, report: PassReport, ctx: Context) -> None:
+        if self.settings.degraded or BOOT.session in snap.sessions:
+            return  # degraded: this service is the triage; else Boot is already at work
+        now = time.monotonic()
+        if self._last_boot_spawn is not None and \
+                now - self._last_boot_spawn < self.settings.boot_interval:
+            return
+        self._last_boot_spawn = now
+        keeper = self.keeper
+        assert keeper is not None
+        town = self.town
+        assert town is not None
+        try:
+            agent = self._agent(town, Role.BOOT)
+            keeper.start(BOOT, agent, ctx)
+            log.info("spawned Boot (%s) for triage", BOOT.session,
+                     extra={"GT_AGENT": BOOT.address})
+        except (ValueError, GastownError) as exc:
+            log.error("could not spawn Boot: %s", exc, extra={"GT_AGENT": BOOT.address})
+            report.notes.append(f"boot spawn failed: {exc}")
+
+    def _check_heartbeat(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
+                         ctx: Context) -> None:
+        town, keeper, s = self.town, self.keeper, self.settings
+        assert town is not None and keeper is not None
+        pane = snap.first_pane(DEACON.session)
+        if pane is None or liveness(pane, agent) is not Liveness.RUNNING:
+            return
+        if time.time() - pane.created < s.deacon_grace:
+            return  # just started: give it time to write its first heartbeat
+        age = read_heartbeat(town).age(now_utc())
+        if age is None or age < s.heartbeat_nudge:
+            return
+        minutes = f"{age / 60:.0f} min"
+        if age > s.heartbeat_kill:
+            log.warning("Deacon heartbeat is %s old (> %g min): killing and restarting it",
+                        minutes, s.heartbeat_kill / 60, extra={"GT_AGENT": DEACON.address})
+            keeper.kill(DEACON.session, pane, ctx)
+            report.did("restart", "deacon-stuck")
+            self._ensure_deacon(self.tmux.snapshot(), agent, report, ctx)
+            return
+        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval):
+            log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
+                        extra={"GT_AGENT": DEACON.address})
+            report.did("nudge", "deacon-stale")
+
+    def _write_triage(self, report: PassReport) -> None:
+        """Degraded mode: record the mechanical triage as Boot would (§1.6)."""
+        town = self.town
+        assert town is not None
+        started = now_utc()
+        action, target = report.actions[-1] if report.actions else ("nothing", "")
+        status = BootStatus(started, now_utc(), action, target,
+                            error="; ".join(report.notes))
+        try:
+            write_boot_status(town, status)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", town.boot_status, exc)
+
+    def _status(self, snap: Snapshot, report: PassReport) -> str:
+        town = self.town
+        assert town is not None
+        pane = self.tmux.snapshot().first_pane(DEACON.session) if report.actions else \
+            snap.first_pane(DEACON.session)
+        parts = []
+        if pane:
+            up = datetime.now().timestamp() - pane.created
+            parts.append(f"{DEACON.session} running (pane PID {pane.pid}, up {up / 60:.0f} min)")
+        else:
+            parts.append(f"{DEACON.session} NOT running")
+        age = read_heartbeat(town).age(now_utc())
+        parts.append("no heartbeat yet" if age is None else f"heartbeat {age / 60:.0f} min old")
+        parts.append("boot: degraded triage" if self.settings.degraded else
+                     f"boot: {'running' if BOOT.session in snap.sessions else 'idle'}")
+        parts.extend(report.notes)
+        return "; ".join(parts)

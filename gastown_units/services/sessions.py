@@ -1,0 +1,181 @@
+"""Agent sessions as every keeper sees them: alive, zombie or missing; start, kill, nudge.
+
+Shared by the Deacon keeper and the rig services, so that liveness, the start sequence
+(contract §3.4-§3.8) and nudging are written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+
+from gastown_units.errors import GastownError, ToolError
+from gastown_units.ports import procs
+from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.runtime.loop import Context
+from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
+from gastown_units.town.identity import Identity
+from gastown_units.town.layout import Town
+
+log = logging.getLogger(__name__)
+
+BYPASS_DIALOG = "Bypass Permissions mode"
+
+
+class Liveness(Enum):
+    RUNNING = "running"
+    ZOMBIE = "zombie"  # session exists, but its pane runs a shell (or nothing) instead
+    MISSING = "missing"
+
+
+class StartFailed(GastownError):
+    """A session was created but its agent never came up; the session was removed."""
+
+
+@dataclass(frozen=True)
+class Theme:
+    """Status-bar look of a session (§3.10)."""
+
+    bg: str
+    fg: str
+    label: str
+
+    def options(self, session: str) -> dict[str, str]:
+        return {
+            "status-style": f"bg={self.bg},fg={self.fg}",
+            "status-left-length": "25",
+            "status-left": f"{self.label} ",
+            "status-right-length": "80",
+            "status-interval": "5",
+            "status-right": f"#(gt status-line --session={session} 2>/dev/null) %H:%M",
+        }
+
+
+def liveness(pane: Pane | None, agent: AgentProgram) -> Liveness:
+    """Positive evidence only: a missing session, a dead pane, or a shell where the agent was."""
+    if pane is None:
+        return Liveness.MISSING
+    if pane.dead:
+        return Liveness.ZOMBIE
+    if agent.is_running(pane.command):
+        return Liveness.RUNNING
+    if pane.command in SHELLS and any(agent.is_running(n) for n in procs.child_names(pane.pid)):
+        return Liveness.RUNNING  # agent started from a shell (send-keys restarts)
+    return Liveness.ZOMBIE
+
+
+class SessionKeeper:
+    """Starts, kills and nudges agent sessions on one tmux server."""
+
+    def __init__(self, town: Town, tmux: Tmux, *, start_timeout: float, kill_grace: float
+                 ) -> None:
+        self.town = town
+        self.tmux = tmux
+        self.start_timeout = start_timeout
+        self.kill_grace = kill_grace
+        self._last_nudge: dict[str, float] = {}
+
+    def kill(self, session: str, pane: Pane | None, ctx: Context) -> None:
+        """Kill the pane's process tree (deepest first, TERM then KILL), then the session."""
+        if pane is not None:
+            count = procs.kill_tree(pane.pid, grace=self.kill_grace, progress=ctx.progress)
+            log.info("killed %d process(es) of session %s", count, session,
+                     extra={"GT_AGENT": session})
+        self.tmux.kill_session(session)
+
+    def start(self, identity: Identity, agent: AgentProgram, ctx: Context, *,
+              theme: Theme | None = None, extra_env: Mapping[str, str] | None = None,
+              prompt: bool = True) -> Pane:
+        """Create the agent's session with its environment in the start command; wait for it.
+
+        Raises StartFailed (session removed) when the agent does not come up in time.
+        """
+        session = identity.session
+        workdir: Path = identity.workdir(self.town)
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = {**identity.env(self.town), **(extra_env or {})}
+        text = startup_prompt(identity, datetime.now().astimezone()) if prompt else None
+        command = start_command(env, agent, text)
+        self.tmux.new_session(session, cwd=workdir, command=command)
+        log.info("started session %s in %s running %s", session, workdir, agent.argv[0],
+                 extra={"GT_AGENT": identity.address})
+        try:
+            self.tmux.set_environment(session, env)  # for humans who open a new pane
+            if theme:
+                self.tmux.set_options(session, theme.options(session))
+        except ToolError as exc:
+            log.warning("session %s: environment/theme not set: %s", session, exc)
+        pane = self.wait_for_agent(session, agent, ctx)
+        self.accept_bypass(session, ctx)
+        return pane
+
+    def wait_for_agent(self, session: str, agent: AgentProgram, ctx: Context) -> Pane:
+        """Poll until the pane runs the agent; on timeout kill the session (§3.5)."""
+        deadline = time.monotonic() + self.start_timeout
+        pane = None
+        while True:
+            pane = self.tmux.snapshot().first_pane(session)
+            state = liveness(pane, agent)
+            if state is Liveness.RUNNING and pane is not None:
+                return pane
+            if state is Liveness.MISSING:
+                raise StartFailed(f"session {session} vanished while starting (agent exited?)")
+            if time.monotonic() >= deadline:
+                break
+            ctx.sleep(0.1)
+        self.kill(session, pane, ctx)
+        shown = pane.command if pane else "nothing"
+        raise StartFailed(f"agent of {session} did not start within {self.start_timeout:g}s "
+                          f"(pane runs {shown}); session removed")
+
+    def accept_bypass(self, session: str, ctx: Context) -> None:
+        """Answer Claude's bypass-permissions dialog if it shows (§3.7)."""
+        ctx.sleep(1.0)
+        try:
+            screen = self.tmux.capture(session, 30)
+        except ToolError as exc:
+            log.debug("capture of %s failed: %s", session, exc)
+            return
+        if BYPASS_DIALOG in screen:
+            self.tmux.send_key(session, "Down")
+            ctx.sleep(0.2)
+            self.tmux.send_key(session, "Enter")
+            log.info("accepted the bypass-permissions dialog in %s", session)
+
+    def nudge(self, session: str, message: str, ctx: Context, *, min_interval: float = 0.0
+              ) -> bool:
+        """Type ``message`` into the agent and submit it (§3.7); False if rate-limited."""
+        last = self._last_nudge.get(session)
+        if last is not None and time.monotonic() - last < min_interval:
+            return False
+        self.tmux.send_literal(session, message)
+        ctx.sleep(0.5)
+        self.tmux.send_key(session, "Escape")
+        ctx.sleep(0.1)
+        for attempt in range(3):
+            try:
+                self.tmux.send_key(session, "Enter")
+                break
+            except ToolError:
+                if attempt == 2:
+                    raise
+                ctx.sleep(0.2)
+        try:
+            if self.tmux.display(session, "#{session_attached}") != "1":
+                self.tmux.resize_pane(session, "-1")  # SIGWINCH wakes a detached agent
+                ctx.sleep(0.05)
+                self.tmux.resize_pane(session, "+1")
+        except ToolError as exc:  # best effort, as in Gas Town
+            log.debug("wake-up resize of %s failed: %s", session, exc)
+        self._last_nudge[session] = time.monotonic()
+        log.info("nudged %s: %s", session, message, extra={"GT_AGENT": session})
+        return True
+
+
+def find(snapshot: Snapshot, identity: Identity) -> Pane | None:
+    return snapshot.first_pane(identity.session)

@@ -1,0 +1,1 @@
+"""Pure model of a Gas Town on disk: paths, rigs, identities, state files. No subprocesses."""

@@ -1,0 +1,28 @@
+"""Polling with a deadline: the tests' only way to wait for something to happen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def poll_until(predicate: Callable[[], T], *, timeout: float, what: str,
+               interval: float = 0.1) -> T:
+    """Return the first truthy value of ``predicate``; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - a probe may fail while things settle
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
+                                 f"last value: {last!r}")
+        time.sleep(interval)
