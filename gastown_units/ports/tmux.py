@@ -25,7 +25,8 @@ _PANE_FORMAT = _SEP.join((
     "#{session_created}", "#{session_attached}",
 ))
 _NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
-_NO_SESSION = ("can't find session", "session not found", "can't find pane", "can't find window")
+_NO_SESSION = ("can't find session", "session not found", "can't find pane",
+               "can't find window", "no such session", "no current target")
 
 
 class ServerDown(ToolError):
@@ -110,7 +111,12 @@ class Tmux:
 
     def snapshot(self) -> Snapshot:
         """Every pane of the server. Raises ServerDown when there is no server."""
-        return parse_panes(self._check("list-panes", "-a", "-F", _PANE_FORMAT).stdout)
+        result = self._run("list-panes", "-a", "-F", _PANE_FORMAT)
+        if not result.ok and "no current target" in result.error_line():
+            return Snapshot()  # tmux 3.3a says this for a server without sessions
+        if not result.ok:
+            raise ToolError(f"tmux list-panes failed: {result.error_line()}")
+        return parse_panes(result.stdout)
 
     def has_session(self, name: str) -> bool:
         result = self._run("has-session", "-t", f"={check_name('session', name)}")
@@ -144,7 +150,7 @@ class Tmux:
 
     def set_options(self, name: str, options: Mapping[str, str]) -> None:
         for option, value in options.items():
-            self._check("set-option", "-t", f"={name}", option, value)
+            self._check("set-option", "-t", f"={name}:", option, value)  # "=NAME" fails here
 
     def send_literal(self, name: str, text: str) -> None:
         self._check("send-keys", "-t", f"={name}:", "-l", text)
