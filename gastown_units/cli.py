@@ -91,7 +91,9 @@ def tmux_server() -> None:
     if binary is None:
         raise ConfigError(f"{settings.tmux_bin}: not found")
     argv = [binary, *(["-L", settings.tmux_socket] if settings.tmux_socket else []), "-D"]
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TMUX", "TMUX_PANE"):
+    # The server's environment becomes every agent's: keep systemd's per-unit ids out.
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TMUX", "TMUX_PANE",
+                 "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID"):
         os.environ.pop(name, None)
     os.execv(binary, argv)
 

@@ -6,6 +6,7 @@ process groups we did not create.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -42,10 +43,8 @@ def kill_tree(pid: int, *, grace: float = 2.0,
     if progress:
         progress()
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     if alive:
         psutil.wait_procs(alive, timeout=grace)
     return len(procs)

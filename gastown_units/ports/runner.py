@@ -6,6 +6,7 @@ hanging ``bd`` leaves nothing behind, and the caller gets :class:`ToolTimeout` (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -86,10 +87,8 @@ def run(
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     try:
         proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ from a free-running thread: a hung pass stops the pings and systemd restarts us.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -90,10 +91,8 @@ class _Signals:
         os.close(self._write)
 
     def _poke(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.write(self._write, b"x")
-        except BlockingIOError:
-            pass
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stop = True

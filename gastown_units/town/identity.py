@@ -181,6 +181,7 @@ _TOWN_SPELLINGS: Mapping[str, Identity] = {
     "mayor": MAYOR, "mayor/": MAYOR, "hq-mayor": MAYOR, "gt-mayor": MAYOR,
     "deacon": DEACON, "deacon/": DEACON, "hq-deacon": DEACON, "gt-deacon": DEACON,
     "boot": BOOT, "boot/": BOOT, "deacon-boot": BOOT, "deacon/dogs/boot": BOOT,
+    "deacon/boot": BOOT,
     "gt-boot": BOOT, "hq-boot": BOOT, "gt-deacon-boot": BOOT,
 }
 

@@ -9,6 +9,8 @@ Isolation beyond the recipe: UTS and IPC namespaces (systemd sets the hostname),
 and ``/proc/sys`` read-only (as systemd-nspawn does), a private ``/dev/shm``, the guest's
 ``/dev/console`` bound to the boot log, and a cgroup subtree of its own (so that guests do
 not share ``system.slice`` with each other, and the subtree can be removed afterwards).
+A host ``/usr/sbin/policy-rc.d`` is removed inside the guest, so that maintainer scripts
+start and stop units as on a real Debian machine.
 
 Typical use::
 
@@ -25,6 +27,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,8 +43,9 @@ T = TypeVar("T")
 
 SYSTEMD = "/lib/systemd/systemd"
 GUEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-BOOT_TARGET = "gastown-test-guest.target"
+BOOT_TARGET = "harness-guest.target"
 _PR_SET_PDEATHSIG = 1
+_NAME_RE = re.compile(r"^gastown-guest-(\d+)-[0-9a-f]{8}(\.|$)")
 
 # Runs as PID 1 of the new PID and mount namespaces (the child of ``unshare --fork``).
 # Arguments: the tmpfs mount point, the boot target, the PID file, the cgroup name, and the
@@ -88,7 +92,7 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
 
 mkdir -p "$root/run/systemd/system"
-printf '[Unit]\nDescription=gastown-units test guest\n' >"$root/run/systemd/system/$target"
+printf '[Unit]\nDescription=test guest (minimal boot target)\n' >"$root/run/systemd/system/$target"
 
 echo "$hostpid" >"$pidfile.new"
 mv "$pidfile.new" "$pidfile"
@@ -176,6 +180,43 @@ def _children_of(ppid: int) -> list[int]:
     return children
 
 
+def _rmdir_tree(base: Path) -> bool:
+    """rmdir ``base`` and every directory below it, deepest first; True if it is gone.
+
+    Only rmdir: for a cgroup tree that still holds processes this removes nothing."""
+    for dirpath, _, _ in sorted(os.walk(base), key=lambda walk: -len(walk[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+    return not base.exists()
+
+
+def _owner_gone(name: str) -> bool:
+    """Whether the test process named in a guest's name (``gastown-guest-PID-...``) is gone."""
+    match = _NAME_RE.match(name)
+    return match is not None and not Path(f"/proc/{match.group(1)}").exists()
+
+
+def reap_stale_guests() -> None:
+    """Remove what guests of killed test processes left behind (their guest died with them,
+    see ``_die_with_parent``): empty cgroup trees and work directories. Conservative: a
+    cgroup with processes cannot be rmdir'ed, and a work directory whose PID 1 still exists
+    or that has anything mounted below it is kept."""
+    mounts = _mounts()
+    for point, fstype, _ in mounts:
+        if fstype in ("cgroup", "cgroup2"):
+            for base in Path(point).glob("gastown-guest-*"):
+                if base.is_dir() and _owner_gone(base.name):
+                    _rmdir_tree(base)
+    for workdir in Path(tempfile.gettempdir()).glob("gastown-guest-*"):
+        if not workdir.is_dir() or not _owner_gone(workdir.name):
+            continue
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if Path(f"/proc/{int((workdir / 'pid1').read_text())}").exists():
+                continue
+        if not any(p == str(workdir) or p.startswith(f"{workdir}/") for p, _, _ in mounts):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"
@@ -220,6 +261,7 @@ class GuestSystemd:
         """Start the guest and wait until it is running, with journald up."""
         if self._proc is not None:
             raise RuntimeError("this guest was already booted")
+        reap_stale_guests()
         if self._parent_dir is not None:
             self._parent_dir.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}.", dir=self._parent_dir))
@@ -249,6 +291,10 @@ class GuestSystemd:
                         "systemd to be exec'd")
         self._wait_boot(self._system_running, deadline, "systemctl is-system-running")
         self.systemctl("start", "systemd-journald.socket", "systemd-journald.service")
+        # A Docker-style policy-rc.d (exit 101) on the host would make every maintainer
+        # script's deb-systemd-invoke a no-op; a real Debian machine has none. This removes
+        # it from the guest's overlay only.
+        self.run(["rm", "-f", "/usr/sbin/policy-rc.d"])
 
     def close(self) -> None:
         """Kill the guest (by PID), unmount what is left, remove its files. Idempotent."""
@@ -305,16 +351,9 @@ class GuestSystemd:
             if fstype not in ("cgroup", "cgroup2"):
                 continue
             base = Path(point) / self.name
-            if not base.is_dir():
-                continue
-
-            def remove_tree(base: Path = base) -> bool:
-                for dirpath, _, _ in sorted(os.walk(base), key=lambda w: -len(w[0])):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.rmdir(dirpath)
-                return not base.exists()
-
-            wait_for(remove_tree, timeout=10, interval=0.1, what=f"removal of {base}")
+            if base.is_dir():
+                wait_for(lambda base=base: _rmdir_tree(base), timeout=10, interval=0.1,
+                         what=f"removal of {base}")
 
     def _remove_workdir(self) -> None:
         if self.workdir is None or not self.workdir.exists():
@@ -457,16 +496,24 @@ class GuestSystemd:
     def read_file(self, path: str) -> str:
         return self.run(["cat", "--", path]).stdout
 
-    def install_deb(self, deb: Path) -> None:
-        """Copy ``deb`` into the guest's /tmp and ``apt-get install`` it there."""
-        guest_tmp = self.root / "tmp"
-        if guest_tmp.is_symlink():
-            raise RuntimeError("guest /tmp is a symlink; refusing to copy through it")
-        target = f"/tmp/{Path(deb).name}"
-        shutil.copyfile(deb, guest_tmp / Path(deb).name)
-        os.chmod(guest_tmp / Path(deb).name, 0o644)
-        self.run(["apt-get", "install", "-y", "--no-install-recommends", target],
+    def install_deb(self, deb: Path, *, reinstall: bool = False) -> str:
+        """Copy ``deb`` into the guest and ``apt-get install`` it there; return its guest path.
+
+        The copy goes to /var/tmp, not /tmp: any unit with default dependencies pulls in
+        systemd-tmpfiles-setup.service, which empties the guest's /tmp. ``reinstall`` runs
+        the package's upgrade paths (postinst configure OLD-VERSION) with the same .deb.
+        """
+        name = Path(deb).name
+        for part in ("var", "var/tmp"):
+            if (self.root / part).is_symlink() or not (self.root / part).is_dir():
+                raise RuntimeError(f"guest /{part} is not a plain directory")
+        shutil.copyfile(deb, self.root / "var/tmp" / name)
+        os.chmod(self.root / "var/tmp" / name, 0o644)
+        target = f"/var/tmp/{name}"
+        self.run(["apt-get", "install", "-y", "--no-install-recommends",
+                  *(["--reinstall"] if reinstall else []), target],
                  env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
+        return target
 
     def add_user(self, name: str) -> int:
         """``useradd -m NAME`` in the guest; return its uid."""

@@ -121,10 +121,8 @@ def check_faults(town: Path, tool: str, command: str | None) -> None:
             time.sleep(3600)
     delay = knob("delay")
     if delay is not None:
-        try:
+        with contextlib.suppress(ValueError):
             time.sleep(float((_read_text(delay) or "0").strip() or 0))
-        except ValueError:
-            pass
     fail = knob("fail")
     if fail is not None:
         msg = (_read_text(fail) or "").strip() or "injected failure"
@@ -306,8 +304,13 @@ RELATION_KEYS = ("labels", "dependencies", "dependents", "comments", "parent")
 
 
 def is_empty(v: object) -> bool:
-    return v is None or v == "" or v is False or v == [] or v == {} or (
-        isinstance(v, int) and not isinstance(v, bool) and v == 0
+    return (
+        v is None
+        or v == ""
+        or v is False
+        or v == []
+        or v == {}
+        or (isinstance(v, int) and not isinstance(v, bool) and v == 0)
     )
 
 

@@ -89,8 +89,7 @@ def test_upgrade_keeps_tmux_running(guest: GuestSystemd, deb_path: Path) -> None
     guest.systemctl("start", unit)
     before = guest.wait_for(lambda: _running(guest, unit), timeout=30,
                             what=f"{unit} active")
-    guest.run(["apt-get", "install", "-y", "--reinstall", f"/tmp/{deb_path.name}"],
-              env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
+    guest.install_deb(deb_path, reinstall=True)
     after = guest.show(unit, "ActiveState", "MainPID", "NRestarts")
     assert after == before, f"{unit} was disturbed by the upgrade: {before} -> {after}"
     guest.systemctl("stop", unit)

@@ -426,8 +426,7 @@ def test_slot_set_show_clear(town):
     r = bd(town, "slot", "set", aid, "hook", other["id"])
     assert r.returncode == 1
     assert r.stderr.startswith(
-        f"Error: hook slot already occupied by {work['id']}; "
-        f"use 'bd slot clear {aid} hook' first\n"
+        f"Error: hook slot already occupied by {work['id']}; use 'bd slot clear {aid} hook' first\n"
     )
     assert "Usage:\n  bd slot set" in r.stderr
     assert bd_json(town, "slot", "clear", aid, "hook") == {"agent": aid, "slot": "hook",
@@ -514,7 +513,10 @@ def test_concurrent_creates_do_not_lose_writes(town):
     procs = [
         subprocess.Popen(
             [sys.executable, str(BD), "create", f"--title=c{n}", "--silent"],
-            cwd=town, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=town,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )  # fmt: skip
         for n in range(12)
     ]
@@ -577,9 +579,7 @@ def test_mail_round_trip(town):
     assert m["subject"] == "LIFECYCLE: gastown/witness requesting cycle"
     assert m["body"] == '{"action":"cycle"}'
     assert m["read"] is False and m["priority"] == "normal" and m["type"] == "notification"
-    assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", m["timestamp"]
-    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", m["timestamp"])
     # it is a bead of type message in the same store
     bead = bd_json(town, "show", m["id"])[0]
     assert bead["issue_type"] == "message" and bead["assignee"] == "deacon/"
@@ -925,10 +925,11 @@ def test_agent_ready_prompt_without_dialog_via_pty(workdir):
 def test_agent_in_tmux_looks_like_claude(tmp_path, workdir):
     sock = str(tmp_path / "tmux.sock")
     tm = ["tmux", "-S", sock]
-    cmd = f"exec env GT_ROLE=witness GT_RIG=gastown {sys.executable} {AGENT} \"patrol\""
+    cmd = f'exec env GT_ROLE=witness GT_RIG=gastown {sys.executable} {AGENT} "patrol"'
     subprocess.run([*tm, "new-session", "-d", "-s", "gt-gastown-witness", "-c", str(workdir),
                     cmd], check=True, env=clean_env(), timeout=20)  # fmt: skip
     try:
+
         def pane_cmd():
             r = subprocess.run(
                 [*tm, "list-panes", "-t", "=gt-gastown-witness", "-F",

@@ -1,0 +1,67 @@
+"""A town inside a guest systemd: owner user, stand-ins, configuration, drop-ins.
+
+Used by the systemd ring and by the demo, so both set things up exactly as the README
+tells an operator to.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.harness.guest import GuestSystemd
+from tests.harness.town import STANDINS, make_town
+
+STANDIN_DIR = "/usr/local/lib/gastown-standins"
+
+
+def install_standins(guest: GuestSystemd) -> None:
+    """Stand-in ``bd``/``gt`` on the guest's PATH and the stand-in agent beside them."""
+    target = guest.root / STANDIN_DIR.lstrip("/")
+    shutil.copytree(STANDINS, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.md"))
+    for tool in ("bd", "gt"):
+        guest.run(["ln", "-sf", f"{STANDIN_DIR}/{tool}", f"/usr/local/bin/{tool}"])
+
+
+def make_owner_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None
+                    ) -> str:
+    """Create user ``owner`` and a town in its home; return the town path in the guest."""
+    guest.add_user(owner)
+    path = f"/home/{owner}/gt"
+    make_town(guest.root / path.lstrip("/"), rigs=rigs)
+    guest.run(["chown", "-R", f"{owner}:{owner}", path])
+    return path
+
+
+def configure(guest: GuestSystemd, owner: str, settings: dict[str, str]) -> None:
+    """Write /etc/gastown/gastown.conf and the owner drop-in, as the README says."""
+    conf = "".join(f"{key}={value}\n" for key, value in settings.items())
+    guest.write_file("/etc/gastown/gastown.conf", conf)
+    guest.write_file("/etc/systemd/system/gastown-.service.d/owner.conf",
+                     f"[Service]\nUser={owner}\n")
+    guest.systemctl("daemon-reload")
+
+
+def tmux_panes(guest: GuestSystemd, owner: str) -> dict[str, tuple[int, str]]:
+    """Session name -> (pane PID, command) on the owner's default tmux server."""
+    result = guest.run(["tmux", "-N", "list-panes", "-a", "-F",
+                        "#{session_name}\t#{pane_pid}\t#{pane_current_command}"],
+                       user=owner, check=False)
+    panes: dict[str, tuple[int, str]] = {}
+    for line in result.stdout.splitlines():
+        name, pid, command = line.split("\t")
+        panes.setdefault(name, (int(pid), command))
+    return panes
+
+
+def agent_record(guest: GuestSystemd, workdir: str) -> dict | None:
+    result = guest.run(["cat", f"{workdir}/.agent/record.json"], check=False)
+    return json.loads(result.stdout) if result.returncode == 0 and result.stdout else None
+
+
+def unit_of(guest: GuestSystemd, pid: int) -> str:
+    """The systemd unit whose cgroup holds ``pid`` (guest PID)."""
+    cgroup = guest.run(["cat", f"/proc/{pid}/cgroup"], check=False).stdout
+    return Path(cgroup.strip().split(":")[-1]).name if cgroup else ""
