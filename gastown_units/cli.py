@@ -147,6 +147,27 @@ def identity(spelling: str, town_root: Path | None) -> None:
         click.echo(f"{key:9} {value}")
 
 
+@cli.command()
+@click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
+              help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
+def status(town_root: Path | None) -> None:
+    """Show the town's agents: session, state (running, zombie, missing), PID, command."""
+    from gastown_units.status import collect
+
+    settings = Settings.load(overrides={"town_root": town_root})
+    try:
+        town, rows, server_up = collect(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    click.echo(f"town {town.root}")
+    if not server_up:
+        click.echo("tmux server not running (is gastown-tmux.service started?)")
+    click.echo(f"{'AGENT':28} {'SESSION':28} {'STATE':8} {'PID':>7}  COMMAND")
+    for row in rows:
+        click.echo(f"{row.identity.address:28} {row.identity.session:28} {row.state:8} "
+                   f"{row.pid or '-':>7}  {row.command or '-'}")
+
+
 @cli.command("config")
 def show_config() -> None:
     """Print every knob: environment variable, effective value and default."""

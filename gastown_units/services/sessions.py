@@ -19,6 +19,7 @@ from gastown_units.ports import procs
 from gastown_units.ports.tmux import Pane, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
 from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
+from gastown_units.town.claude_settings import ensure_claude_settings
 from gastown_units.town.identity import Identity
 from gastown_units.town.layout import Town
 
@@ -98,6 +99,14 @@ class SessionKeeper:
         session = identity.session
         workdir: Path = identity.workdir(self.town)
         workdir.mkdir(parents=True, exist_ok=True)
+        if agent.name == "claude":
+            try:
+                written = ensure_claude_settings(identity, self.town)
+            except OSError as exc:
+                log.warning("cannot write Claude settings for %s: %s", identity, exc)
+            else:
+                if written:
+                    log.info("wrote Claude hook settings %s", written)
         env = {**identity.env(self.town), **(extra_env or {})}
         text = startup_prompt(identity, datetime.now().astimezone()) if prompt else None
         command = start_command(env, agent, text)

@@ -263,3 +263,19 @@ def test_cli_basics() -> None:
                           "gastown/witness"], capture_output=True, text=True, env=env,
                          timeout=30)
     assert "session   gt-gastown-witness" in who.stdout
+
+
+def test_status_lists_agents_through_libtmux(town: Path, tmux_server: PrivateTmux) -> None:
+    (town / "gastown" / "polecats" / "nux").mkdir()
+    assert keeper.run_once("deacon-keeper", town, tmux_server.socket, *DEGRADED).returncode == 0
+    pid, _ = poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=10, what="deacon")
+    result = subprocess.run(
+        [sys.executable, "-m", "gastown_units", "status", "--town", str(town)],
+        capture_output=True, text=True, timeout=30,
+        env=keeper.service_env({"GT_TMUX_SOCKET": tmux_server.socket,
+                                "GT_AGENT_COMMAND": "agent"}))
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    assert rows["deacon/"][1:4] == ["hq-deacon", "running", str(pid)]
+    assert rows["gastown/witness"][2] == "missing"
+    assert rows["gastown/nux"][1:3] == ["gt-gastown-nux", "missing"]

@@ -100,3 +100,21 @@ def test_workdirs_follow_the_layouts(tmp_path: Path) -> None:
     assert polecat.workdir(town) == rig / "polecats" / "nux" / "gastown"
     assert Identity(Role.REFINERY, "gastown").workdir(town) == rig / "refinery" / "rig"
     assert Identity(Role.WITNESS, "gastown").workdir(town) == rig / "witness"
+
+
+def test_claude_settings_written_once(tmp_path: Path) -> None:
+    from gastown_units.town.claude_settings import ensure_claude_settings
+    from gastown_units.town.identity import DEACON
+
+    town = Town(make_town(tmp_path / "t"))
+    path = ensure_claude_settings(DEACON, town)
+    assert path == town.root / "deacon" / ".claude" / "settings.json"
+    hooks = json.loads(path.read_text())["hooks"]
+    assert hooks["SessionStart"][0]["hooks"][0]["command"].startswith("gt prime --hook")
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    path.write_text('{"mine": true}')
+    assert ensure_claude_settings(DEACON, town) is None
+    assert json.loads(path.read_text()) == {"mine": True}
+    witness = Identity(Role.WITNESS, "gastown")
+    assert ensure_claude_settings(witness, town) == \
+        town.root / "gastown" / "witness" / ".claude" / "settings.json"

@@ -1,0 +1,109 @@
+"""The demo: a Gas Town with stand-in agents, supervised by the installed .deb.
+
+Boots a guest systemd over an overlay of this machine (nothing on the host changes),
+installs the package, creates the town owner ``alice`` and a town, enables the Deacon
+keeper the way the README says, then shows what an operator would see and breaks things
+on purpose: a crashed agent, ``kill -9`` of the supervisor, a hung supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tests.harness.guest import GuestSystemd
+from tests.harness.guest_town import (
+    STANDIN_DIR,
+    configure,
+    install_standins,
+    make_owner_town,
+    tmux_panes,
+)
+
+OWNER = "alice"
+UNIT = "gastown-deacon-keeper.service"
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def show(guest: GuestSystemd, *argv: str, user: str | None = None) -> str:
+    print(f"$ {' '.join(argv)}", flush=True)
+    out = guest.run(list(argv), check=False, user=user)
+    text = (out.stdout + out.stderr).rstrip()
+    print(text, flush=True)
+    return text
+
+
+def deacon_pid(guest: GuestSystemd, differs_from: int | None = None) -> int:
+    def probe() -> int | None:
+        pane = tmux_panes(guest, OWNER).get("hq-deacon")
+        return pane[0] if pane and pane[1] == "claude" and pane[0] != differs_from else None
+    return guest.wait_for(probe, timeout=90, interval=0.05, what="hq-deacon")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("deb", type=Path, help="the built gastown-units .deb")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the guest running until Enter is pressed")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("demo: run as root (it boots a guest systemd)", file=sys.stderr)
+        return 1
+    with GuestSystemd() as guest:
+        say("guest systemd booted over an overlay root (host untouched); installing the .deb")
+        guest.install_deb(args.deb)
+        guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
+        install_standins(guest)
+        town = make_owner_town(guest, OWNER)
+        say(f"town {town} owned by {OWNER}; configuring as README.md says")
+        configure(guest, OWNER, {"GT_TOWN_ROOT": town,
+                                 "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
+                                 "GT_INTERVAL": "2"})
+        show(guest, "cat", "/etc/gastown/gastown.conf",
+             "/etc/systemd/system/gastown-.service.d/owner.conf")
+        show(guest, "systemctl", "enable", "--now", UNIT)
+        first = deacon_pid(guest)
+        show(guest, "systemctl", "status", "--no-pager", "-n", "0", UNIT)
+        show(guest, "tmux", "ls", user=OWNER)
+        show(guest, "tmux", "capture-pane", "-p", "-t", "=hq-deacon:", "-S", "-8", user=OWNER)
+
+        say("the Deacon's agent crashes (kill -9 of its process)")
+        started = time.monotonic()
+        guest.run(["kill", "-9", str(first)])
+        second = deacon_pid(guest, differs_from=first)
+        print(f"hq-deacon back in {time.monotonic() - started:.1f}s "
+              f"(agent PID {first} -> {second})")
+
+        say("the supervisor is killed with SIGKILL; systemd restarts it, the agent stays")
+        main_pid = guest.show(UNIT, "MainPID")["MainPID"]
+        guest.run(["kill", "-9", main_pid])
+        guest.wait_for(lambda: guest.show(UNIT, "NRestarts")["NRestarts"] != "0",
+                       timeout=60, what="restart")
+        print(f"NRestarts={guest.show(UNIT, 'NRestarts')['NRestarts']}, "
+              f"agent PID still {deacon_pid(guest)}")
+
+        say("systemctl restart and stop leave the agent running")
+        show(guest, "systemctl", "restart", UNIT)
+        show(guest, "systemctl", "stop", UNIT)
+        print(f"agent PID still {deacon_pid(guest)}")
+        show(guest, "systemctl", "start", UNIT)
+
+        say("journalctl GT_ROLE=deacon")
+        show(guest, "journalctl", "--no-pager", "GT_ROLE=deacon", "-n", "15")
+        if args.keep:
+            print(f"\nThe guest is running. Enter it with:\n"
+                  f"  nsenter -t {guest.pid1} -m -u -i -p -r -w /bin/bash\n"
+                  f"Press Enter here to tear it down.", flush=True)
+            input()
+        say("tearing the guest down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
