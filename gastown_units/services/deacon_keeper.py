@@ -18,7 +18,14 @@ from gastown_units.errors import ConfigError, GastownError, ToolError, ToolMissi
 from gastown_units.ports.locks import TownLock, shutdown_in_progress
 from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
-from gastown_units.services.sessions import Liveness, SessionKeeper, StartFailed, Theme, liveness
+from gastown_units.services.sessions import (
+    Liveness,
+    SessionKeeper,
+    StartFailed,
+    StartOptions,
+    Theme,
+    liveness,
+)
 from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import BOOT, DEACON, Role
@@ -113,28 +120,16 @@ class DeaconKeeper:
                        ctx: Context) -> Snapshot:
         keeper = self.keeper
         assert keeper is not None
-        pane = snap.first_pane(DEACON.session)
-        state = liveness(pane, agent)
-        if state is Liveness.RUNNING:
-            return snap
-        if state is Liveness.ZOMBIE:
-            log.warning("%s is a zombie (pane runs %r, not the agent): killing and recreating",
-                        DEACON.session, pane.command if pane else "",
-                        extra={"GT_AGENT": DEACON.address})
-            keeper.kill(DEACON.session, pane, ctx)
-        else:
-            log.warning("%s is not running: starting the Deacon", DEACON.session,
-                        extra={"GT_AGENT": DEACON.address})
         try:
-            new = keeper.start(DEACON, agent, ctx, theme=DEACON_THEME)
+            ensured = keeper.ensure(DEACON, agent, snap, ctx, StartOptions(theme=DEACON_THEME))
         except (StartFailed, ToolError) as exc:
             log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
             report.notes.append(f"deacon start failed: {exc}")
             report.did("error", "deacon")
             ctx.failed(str(exc))
             return self.tmux.snapshot()
-        log.info("Deacon running in %s (pane PID %d)", DEACON.session, new.pid,
-                 extra={"GT_AGENT": DEACON.address})
+        if ensured.outcome == "running":
+            return snap
         report.did("start", "deacon")
         return self.tmux.snapshot()
 

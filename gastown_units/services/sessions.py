@@ -70,6 +70,50 @@ def liveness(pane: Pane | None, agent: AgentProgram) -> Liveness:
     return Liveness.ZOMBIE
 
 
+_RIG_PALETTE = (
+    ("#1e3a5f", "#e0e0e0"), ("#2d5a3d", "#e0e0e0"), ("#8b4513", "#f5f5dc"),
+    ("#4a3050", "#e0e0e0"), ("#4a5568", "#e0e0e0"), ("#b33a00", "#f5f5dc"),
+    ("#1a1a2e", "#c0c0c0"), ("#722f37", "#f5f5dc"), ("#0d5c63", "#e0e0e0"),
+    ("#6d4c41", "#f5f5dc"),
+)  # ocean forest rust plum slate ember midnight wine teal copper (§3.10)
+_ICONS = {"witness": "🦉", "refinery": "🏭", "crew": "👷", "polecat": "😺"}
+
+
+def fnv1a_32(text: str) -> int:
+    value = 2166136261
+    for byte in text.encode():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def rig_theme(identity: Identity) -> Theme:
+    """The rig's colours (FNV-1a of the rig name picks one of ten) and the agent's label."""
+    bg, fg = _RIG_PALETTE[fnv1a_32(str(identity.rig)) % len(_RIG_PALETTE)]
+    worker = identity.name or str(identity.role)
+    label = f"{identity.rig}/crew/{worker}" if identity.role.value == "crew" else \
+        f"{identity.rig}/{worker}"
+    return Theme(bg, fg, f"{_ICONS.get(identity.role.value, '')} {label}".strip())
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How a role's session comes up: theme, extra env, ready prompt, startup nudge."""
+
+    theme: Theme | None = None
+    extra_env: Mapping[str, str] | None = None
+    ready_prompt: str | None = None  # wait for a pane line starting with this (refinery)
+    startup_nudge: str | None = None  # typed once the agent is ready
+
+
+@dataclass(frozen=True)
+class Ensured:
+    """Outcome of :meth:`SessionKeeper.ensure`: ``running`` (left alone) or ``started``."""
+
+    outcome: str
+    pane: Pane
+    replaced_zombie: bool = False
+
+
 class SessionKeeper:
     """Starts, kills and nudges agent sessions on one tmux server."""
 
@@ -89,13 +133,35 @@ class SessionKeeper:
                      extra={"GT_AGENT": session})
         self.tmux.kill_session(session)
 
-    def start(self, identity: Identity, agent: AgentProgram, ctx: Context, *,
-              theme: Theme | None = None, extra_env: Mapping[str, str] | None = None,
-              prompt: bool = True) -> Pane:
+    def ensure(self, identity: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context,
+               options: StartOptions | None = None) -> Ensured:
+        """Leave a running agent alone; kill a zombie; start a missing one.
+
+        Raises StartFailed or ToolError when the start does not work out.
+        """
+        pane = snap.first_pane(identity.session)
+        state = liveness(pane, agent)
+        if state is Liveness.RUNNING and pane is not None:
+            return Ensured("running", pane)
+        where = {"GT_AGENT": identity.address}
+        if state is Liveness.ZOMBIE:
+            log.warning("%s is a zombie (pane runs %r, not the agent): killing and recreating",
+                        identity.session, pane.command if pane else "", extra=where)
+            self.kill(identity.session, pane, ctx)
+        else:
+            log.warning("%s is not running: starting it", identity.session, extra=where)
+        new = self.start(identity, agent, ctx, options or StartOptions())
+        log.info("%s running (pane PID %d)", identity.session, new.pid, extra=where)
+        return Ensured("started", new, state is Liveness.ZOMBIE)
+
+    def start(self, identity: Identity, agent: AgentProgram, ctx: Context,
+              options: StartOptions | None = None, *, prompt: bool = True) -> Pane:
         """Create the agent's session with its environment in the start command; wait for it.
 
         Raises StartFailed (session removed) when the agent does not come up in time.
         """
+        options = options or StartOptions()
+        theme, extra_env = options.theme, options.extra_env
         session = identity.session
         workdir: Path = identity.workdir(self.town)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +187,25 @@ class SessionKeeper:
             log.warning("session %s: environment/theme not set: %s", session, exc)
         pane = self.wait_for_agent(session, agent, ctx)
         self.accept_bypass(session, ctx)
+        if options.ready_prompt:
+            self.wait_for_prompt(session, options.ready_prompt, ctx)
+        if options.startup_nudge:
+            self.nudge(session, options.startup_nudge, ctx)
         return pane
+
+    def wait_for_prompt(self, session: str, prefix: str, ctx: Context) -> None:
+        """Poll the last screen lines for the runtime's ready prompt (§3.5); fatal on timeout."""
+        wanted = prefix.rstrip()  # capture-pane drops trailing blanks
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            screen = self.tmux.capture(session, 10)
+            if any(line.startswith(wanted) for line in screen.splitlines()):
+                return
+            ctx.sleep(0.2)
+        pane = self.tmux.snapshot().first_pane(session)
+        self.kill(session, pane, ctx)
+        raise StartFailed(f"{session} showed no ready prompt {wanted!r} within "
+                          f"{self.start_timeout:g}s; session removed")
 
     def wait_for_agent(self, session: str, agent: AgentProgram, ctx: Context) -> Pane:
         """Poll until the pane runs the agent; on timeout kill the session (§3.5)."""

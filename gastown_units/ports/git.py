@@ -1,0 +1,54 @@
+"""git, for a polecat's worktree and branch: status, worktree removal, branch deletion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gastown_units.errors import ToolError
+from gastown_units.ports import runner
+
+
+class Git:
+    def __init__(self, *, binary: str = "git", timeout: float = 30.0) -> None:
+        self.binary = binary
+        self.timeout = timeout
+
+    def _run(self, cwd: Path, *args: str) -> runner.Result:
+        return runner.run([self.binary, "-C", str(cwd), *args], timeout=self.timeout,
+                          env={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+
+    def _check(self, cwd: Path, *args: str) -> str:
+        result = self._run(cwd, *args)
+        if not result.ok:
+            raise ToolError(f"git {args[0]} in {cwd} failed: {result.error_line()}")
+        return result.stdout
+
+    def dirty_reason(self, tree: Path) -> str | None:
+        """Why the worktree is not clean (uncommitted or untracked files), or None."""
+        lines = self._check(tree, "status", "--porcelain").splitlines()
+        if lines:
+            return f"{len(lines)} uncommitted change(s), e.g. {lines[0].strip()}"
+        return None
+
+    def common_dir(self, tree: Path) -> Path:
+        """The repository that owns the worktree (``--git-common-dir``)."""
+        out = self._check(tree, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        return Path(out.strip())
+
+    def remove_worktree(self, repo: Path, tree: Path) -> None:
+        """``git worktree remove`` (after a clean check), then prune stale entries."""
+        self._check(repo, "worktree", "remove", str(tree))
+        self._check(repo, "worktree", "prune")
+
+    def branch_exists(self, repo: Path, branch: str) -> bool:
+        return self._run(repo, "rev-parse", "--verify", "--quiet",
+                         f"refs/heads/{branch}").ok
+
+    def delete_merged_branch(self, repo: Path, branch: str) -> str | None:
+        """``git branch -d``: deletes only a merged branch; returns why not, or None."""
+        result = self._run(repo, "branch", "-d", branch)
+        if result.ok:
+            return None
+        if "not fully merged" in result.error_line() or "not fully merged" in result.stderr:
+            return "not fully merged: kept, so that no commit is lost"
+        raise ToolError(f"git branch -d {branch} in {repo} failed: {result.error_line()}")
