@@ -42,8 +42,19 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r} (use true or false)")
 
 
+def _count(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
 def _text(text: str) -> str | None:
     return text.strip() or None
+
+
+def _raw(text: str) -> str | None:
+    return text or None
 
 
 def _path(text: str) -> Path | None:
@@ -91,6 +102,21 @@ KNOBS: tuple[Knob, ...] = (
          "Least time between two Boot spawns (Gas Town spawned Boot every 3-minute beat)."),
     Knob("degraded", "GT_DEGRADED", _bool,
          "Degraded mode: triage the Deacon mechanically instead of spawning a Boot agent."),
+    Knob("git_bin", "GT_GIT_BIN", _text, "The git binary."),
+    Knob("git_timeout", "GT_GIT_TIMEOUT", _seconds, "Timeout of one git call."),
+    Knob("ready_prompt", "GT_READY_PROMPT", _raw,
+         "Line prefix that shows the Refinery's runtime is ready (Claude's prompt)."),
+    Knob("stuck_threshold", "GT_WITNESS_STUCK_THRESHOLD", _seconds,
+         "A live polecat with no git/state-file activity this long is stuck."),
+    Knob("ladder_interval", "GT_WITNESS_LADDER_INTERVAL", _seconds,
+         "Least time between two steps of the stuck ladder (nudge, escalate, wait)."),
+    Knob("auto_spawn", "GT_WITNESS_AUTO_SPAWN", _bool,
+         "Let the Witness sling ready work (bd ready) to new polecats."),
+    Knob("max_workers", "GT_WITNESS_MAX_WORKERS", _count,
+         "Most live polecats per rig that auto-spawn fills up to."),
+    Knob("spawn_delay", "GT_WITNESS_SPAWN_DELAY", _seconds, "Pause between two auto-spawns."),
+    Knob("issue_prefix", "GT_WITNESS_ISSUE_PREFIX", _text,
+         "Auto-spawn only issues whose ID starts with this."),
 )
 
 KNOB_BY_FIELD: Mapping[str, Knob] = {k.field: k for k in KNOBS}
@@ -118,6 +144,15 @@ class Settings:
     nudge_interval: float = 300.0
     boot_interval: float = 180.0
     degraded: bool = False
+    git_bin: str = "git"
+    git_timeout: float = 30.0
+    ready_prompt: str | None = "❯ "
+    stuck_threshold: float = 1800.0
+    ladder_interval: float = 600.0
+    auto_spawn: bool = False
+    max_workers: int = 4
+    spawn_delay: float = 5.0
+    issue_prefix: str | None = None
 
     @classmethod
     def load(
@@ -149,7 +184,9 @@ class Settings:
             raise ConfigError(
                 "GT_DEACON_HEARTBEAT_KILL must not be smaller than GT_DEACON_HEARTBEAT_NUDGE"
             )
-        for knob in ("bd_bin", "gt_bin", "tmux_bin"):
+        if self.git_timeout <= 0 or self.tmux_timeout <= 0 or self.bd_timeout <= 0:
+            raise ConfigError("tool timeouts must be greater than 0")
+        for knob in ("bd_bin", "gt_bin", "tmux_bin", "git_bin"):
             if not getattr(self, knob):
                 raise ConfigError(f"{KNOB_BY_FIELD[knob].env} must not be empty")
 

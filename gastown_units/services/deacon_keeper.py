@@ -14,23 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gastown_units.config import Settings
-from gastown_units.errors import ConfigError, GastownError, ToolError, ToolMissing
-from gastown_units.ports.locks import TownLock, shutdown_in_progress
-from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
+from gastown_units.errors import ConfigError, GastownError, ToolError
+from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.loop import Context
+from gastown_units.services.base import TownService
 from gastown_units.services.sessions import (
     Liveness,
-    SessionKeeper,
     StartFailed,
     StartOptions,
     Theme,
     liveness,
 )
-from gastown_units.town.agents import AgentProgram, resolve_agent
+from gastown_units.town.agents import AgentProgram
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import BOOT, DEACON, Role
-from gastown_units.town.layout import Town
-from gastown_units.town.patrols import patrol_enabled
 
 log = logging.getLogger(__name__)
 
@@ -49,54 +46,30 @@ class PassReport:
         self.actions.append((action, target))
 
 
-class DeaconKeeper:
+class DeaconKeeper(TownService):
     name = "deacon-keeper"
+    patrol = "deacon"
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.town: Town | None = None
-        self.lock: TownLock | None = None
-        self.tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
-                         timeout=settings.tmux_timeout)
-        self.keeper: SessionKeeper | None = None
+        super().__init__(settings)
         self._last_boot_spawn: float | None = None
 
-    # --- lifecycle ------------------------------------------------------------------------
     def setup(self, ctx: Context) -> str:
-        town = Town.open(self.settings.town_root)
+        town = self.open_town()
         try:
-            patrol_enabled(town, "deacon")
-            self._agent(town, Role.DEACON)
+            self.agent(Role.DEACON, town=town)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        try:
-            self.tmux.version()
-        except ToolMissing as exc:
-            raise ConfigError(str(exc)) from None
-        self.lock = TownLock(town.daemon_lock)
-        self.lock.acquire()
-        self.town = town
-        self.keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
-                                    kill_grace=self.settings.kill_grace)
+        self.take_town(town)
         return f"keeping {DEACON.session} for town {town.root}"
-
-    def close(self) -> None:
-        if self.lock:
-            self.lock.release()
-
-    def _agent(self, town: Town, role: Role) -> AgentProgram:
-        return resolve_agent(town, role, None, self.settings.agent_command)
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        town, keeper = self.town, self.keeper
-        assert town is not None and keeper is not None, "setup() not run"
-        if shutdown_in_progress(town.shutdown_lock):
-            return "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
+        paused = self.paused()
+        if paused:
+            return paused
         try:
-            if not patrol_enabled(town, "deacon"):
-                return "deacon patrol disabled in mayor/daemon.json: not acting"
-            agent = self._agent(town, Role.DEACON)
+            agent = self.agent(Role.DEACON)
         except ValueError as exc:
             log.error("not acting this pass: %s", exc)
             ctx.failed(str(exc))
@@ -118,10 +91,8 @@ class DeaconKeeper:
 
     def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                        ctx: Context) -> Snapshot:
-        keeper = self.keeper
-        assert keeper is not None
         try:
-            ensured = keeper.ensure(DEACON, agent, snap, ctx, StartOptions(theme=DEACON_THEME))
+            ensured = self.keeper.ensure(DEACON, agent, snap, ctx, StartOptions(theme=DEACON_THEME))
         except (StartFailed, ToolError) as exc:
             log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
             report.notes.append(f"deacon start failed: {exc}")
@@ -141,13 +112,8 @@ class DeaconKeeper:
                 now - self._last_boot_spawn < self.settings.boot_interval:
             return
         self._last_boot_spawn = now
-        keeper = self.keeper
-        assert keeper is not None
-        town = self.town
-        assert town is not None
         try:
-            agent = self._agent(town, Role.BOOT)
-            keeper.start(BOOT, agent, ctx)
+            self.keeper.start(BOOT, self.agent(Role.BOOT), ctx)
             log.info("spawned Boot (%s) for triage", BOOT.session,
                      extra={"GT_AGENT": BOOT.address})
         except (ValueError, GastownError) as exc:
@@ -157,7 +123,6 @@ class DeaconKeeper:
     def _check_heartbeat(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                          ctx: Context) -> None:
         town, keeper, s = self.town, self.keeper, self.settings
-        assert town is not None and keeper is not None
         pane = snap.first_pane(DEACON.session)
         if pane is None or liveness(pane, agent) is not Liveness.RUNNING:
             return
@@ -182,7 +147,6 @@ class DeaconKeeper:
     def _write_triage(self, report: PassReport) -> None:
         """Degraded mode: record the mechanical triage as Boot would (§1.6)."""
         town = self.town
-        assert town is not None
         started = now_utc()
         action, target = report.actions[-1] if report.actions else ("nothing", "")
         status = BootStatus(started, now_utc(), action, target,
@@ -194,7 +158,6 @@ class DeaconKeeper:
 
     def _status(self, snap: Snapshot, report: PassReport) -> str:
         town = self.town
-        assert town is not None
         pane = self.tmux.snapshot().first_pane(DEACON.session) if report.actions else \
             snap.first_pane(DEACON.session)
         parts = []

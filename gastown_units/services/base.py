@@ -1,0 +1,88 @@
+"""What every service does before its first pass: open the town, check tools, take the lock."""
+
+from __future__ import annotations
+
+import logging
+
+from gastown_units.config import Settings
+from gastown_units.errors import ConfigError, ToolMissing
+from gastown_units.ports.locks import TownLock, shutdown_in_progress
+from gastown_units.ports.tmux import Tmux
+from gastown_units.services.sessions import SessionKeeper
+from gastown_units.town.agents import AgentProgram, resolve_agent
+from gastown_units.town.identity import Role
+from gastown_units.town.layout import Town
+from gastown_units.town.patrols import patrol_enabled
+
+log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
+
+
+class TownService:
+    """Base of the long-running services: town, tmux client, session keeper, town lock."""
+
+    name = "service"
+    patrol = ""  # the mayor/daemon.json patrol that switches this service off
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
+                         timeout=settings.tmux_timeout)
+        self._town: Town | None = None
+        self._keeper: SessionKeeper | None = None
+        self._lock: TownLock | None = None
+
+    @property
+    def town(self) -> Town:
+        assert self._town is not None, "setup() not run"
+        return self._town
+
+    @property
+    def keeper(self) -> SessionKeeper:
+        assert self._keeper is not None, "setup() not run"
+        return self._keeper
+
+    def open_town(self) -> Town:
+        """Open and check the town, the patrol toggles and tmux; ConfigError if unusable."""
+        town = Town.open(self.settings.town_root)
+        try:
+            if self.patrol:
+                patrol_enabled(town, self.patrol)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            self.tmux.version()
+        except ToolMissing as exc:
+            raise ConfigError(str(exc)) from None
+        return town
+
+    def take_town(self, town: Town) -> None:
+        """Hold the shared town lock (refuses beside ``gt daemon``) and build the keeper."""
+        self._lock = TownLock(town.daemon_lock)
+        self._lock.acquire()
+        self._town = town
+        self._keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
+                                     kill_grace=self.settings.kill_grace)
+
+    def agent(self, role: Role, rig: str | None = None, town: Town | None = None
+              ) -> AgentProgram:
+        """The agent for ``role``; ValueError for unusable settings or override."""
+        return resolve_agent(town or self.town, role, rig, self.settings.agent_command)
+
+    def paused(self) -> str | None:
+        """Why this pass must not act (``gt down``, patrol switched off), or None."""
+        if shutdown_in_progress(self.town.shutdown_lock):
+            return SHUTTING_DOWN
+        if self.patrol:
+            try:
+                if not patrol_enabled(self.town, self.patrol):
+                    return f"{self.patrol} patrol disabled in mayor/daemon.json: not acting"
+            except ValueError as exc:
+                log.error("not acting this pass: %s", exc)
+                return f"configuration problem, not acting: {exc}"
+        return None
+
+    def close(self) -> None:
+        if self._lock:
+            self._lock.release()
