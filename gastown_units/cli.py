@@ -22,14 +22,27 @@ from gastown_units.config import KNOBS, Knob, Settings, default_of
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, ConfigError, GastownError
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
-from gastown_units.runtime.loop import run_service
+from gastown_units.runtime.loop import Service, run_service
 from gastown_units.town.identity import IdentityParser
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import load_rigs, rig_prefixes
 
 log = logging.getLogger("gastown_units")
 
-SERVICES = {"deacon-keeper": "deacon"}  # service name -> GT_ROLE of its journal entries
+# service name -> (GT_ROLE of its journal entries, whether it serves one rig)
+SERVICES = {"deacon-keeper": ("deacon", False), "witness": ("witness", True),
+            "refinery": ("refinery", True)}
+
+
+def _service(name: str, settings: Settings, rig: str | None) -> Service:
+    from gastown_units.services.deacon_keeper import DeaconKeeper
+    from gastown_units.services.refinery import Refinery
+    from gastown_units.services.witness import Witness
+
+    if name == "deacon-keeper":
+        return DeaconKeeper(settings)
+    assert rig is not None
+    return Witness(settings, rig) if name == "witness" else Refinery(settings, rig)
 
 
 def _knob_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,16 +79,23 @@ def cli() -> None:
 @click.argument("service", type=click.Choice(sorted(SERVICES)))
 @click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
               help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
+@click.option("--rig", default=None, help="The rig (witness and refinery; the unit's %i).")
 @click.option("--once", is_flag=True, help="Run one pass and exit (1 if an action failed).")
 @click.option("--debug", is_flag=True, help="Log debug messages (every command run).")
 @_knob_options
-def run(service: str, town_root: Path | None, once: bool, debug: bool, **knobs: Any) -> None:
+def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug: bool,
+        **knobs: Any) -> None:
     """Run SERVICE in the foreground (what the systemd units do)."""
-    setup_logging(f"gastown-{service}", role=SERVICES[service], debug=debug)
+    role, per_rig = SERVICES[service]
+    if per_rig and not rig:
+        raise click.UsageError(f"{service} needs --rig RIG")
+    if not per_rig and rig:
+        raise click.UsageError(f"{service} serves the whole town: no --rig")
+    identifier = f"gastown-{service}@{rig}" if rig else f"gastown-{service}"
+    setup_logging(identifier, role=role, rig=rig, debug=debug)
     settings = Settings.load(overrides={"town_root": town_root, **knobs})
-    from gastown_units.services.deacon_keeper import DeaconKeeper
-
-    code = run_service(DeaconKeeper(settings), interval=settings.interval, once=once)
+    code = run_service(_service(service, settings, rig), interval=settings.interval,
+                       once=once)
     sys.exit(code)
 
 

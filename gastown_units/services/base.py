@@ -16,6 +16,7 @@ from gastown_units.town.patrols import patrol_enabled
 
 log = logging.getLogger(__name__)
 
+WAITING_FOR_TMUX = "waiting for the tmux server (is gastown-tmux.service running?)"
 SHUTTING_DOWN = "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
 
 

@@ -17,7 +17,7 @@ from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError, ToolError
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.loop import Context
-from gastown_units.services.base import TownService
+from gastown_units.services.base import WAITING_FOR_TMUX, TownService
 from gastown_units.services.sessions import (
     Liveness,
     StartFailed,
@@ -77,7 +77,7 @@ class DeaconKeeper(TownService):
         try:
             snap = self.tmux.snapshot()
         except ServerDown:
-            return "waiting for the tmux server (is gastown-tmux.service running?)"
+            return WAITING_FOR_TMUX
         report = PassReport()
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)

@@ -20,12 +20,14 @@ from gastown_units.ports.tmux import Pane, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
 from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
 from gastown_units.town.claude_settings import ensure_claude_settings
-from gastown_units.town.identity import Identity
+from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 
 log = logging.getLogger(__name__)
 
 BYPASS_DIALOG = "Bypass Permissions mode"
+# Roles whose working directory is a git checkout: never create it, a missing one is an error.
+_CHECKOUT_ROLES = frozenset({Role.REFINERY, Role.POLECAT, Role.CREW})
 
 
 class Liveness(Enum):
@@ -164,7 +166,11 @@ class SessionKeeper:
         theme, extra_env = options.theme, options.extra_env
         session = identity.session
         workdir: Path = identity.workdir(self.town)
-        workdir.mkdir(parents=True, exist_ok=True)
+        if identity.role in _CHECKOUT_ROLES:
+            if not workdir.is_dir():
+                raise StartFailed(f"working directory {workdir} of {session} does not exist")
+        else:
+            workdir.mkdir(parents=True, exist_ok=True)
         if agent.name == "claude":
             try:
                 written = ensure_claude_settings(identity, self.town)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness.town import AGENT
+from tests.harness.town import AGENT, STANDINS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,8 @@ def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def service_argv(service: str, town: Path, socket: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "gastown_units", "run", service, "--town", str(town),
             "--tmux-socket", socket, "--agent-command", f"{sys.executable} {AGENT}",
-            "--kill-grace", "1", *args]
+            "--kill-grace", "1", "--bd-bin", str(STANDINS / "bd"),
+            "--gt-bin", str(STANDINS / "gt"), *args]
 
 
 def run_once(service: str, town: Path, socket: str, *args: str,

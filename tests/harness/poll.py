@@ -26,3 +26,15 @@ def poll_until(predicate: Callable[[], T], *, timeout: float, what: str,
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
                                  f"last value: {last!r}")
         time.sleep(interval)
+
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    """Wait until process ``pid`` has exited (a zombie awaiting its reaper counts as gone)."""
+    import psutil
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    poll_until(gone, timeout=timeout, what=f"PID {pid} to exit")

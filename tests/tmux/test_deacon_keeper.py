@@ -11,11 +11,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.harness import keeper
-from tests.harness.poll import poll_until
+from tests.harness.poll import poll_until, wait_gone
 from tests.harness.tmux_server import PrivateTmux
 from tests.harness.town import agent_record, control_agent
 
@@ -78,7 +77,7 @@ def test_a_zombie_session_is_killed_and_recreated(town: Path, tmux_server: Priva
     assert "zombie" in result.stderr
     pid, command = tmux_server.pane("hq-deacon")
     assert pid != shell_pid and command != "bash"
-    assert not psutil.pid_exists(shell_pid)
+    wait_gone(shell_pid)
 
 
 def test_a_crashed_agent_is_replaced(town: Path, tmux_server: PrivateTmux) -> None:
@@ -130,7 +129,8 @@ def test_very_stale_heartbeat_restarts_the_deacon(town: Path, tmux_server: Priva
                              "--deacon-grace", "0", env=env)
     assert result.returncode == 0, result.stderr
     new_pid, _ = tmux_server.pane("hq-deacon")
-    assert new_pid != old_pid and not psutil.pid_exists(old_pid)
+    assert new_pid != old_pid
+    wait_gone(old_pid)
     status = json.loads((town / "deacon/dogs/boot/.boot-status.json").read_text())
     assert status["target"] in ("deacon-stuck", "deacon")
 

@@ -1,0 +1,118 @@
+"""Common frame of the per-rig services (``gastown-witness@<rig>``, ``gastown-refinery@<rig>``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from gastown_units.config import Settings
+from gastown_units.errors import ConfigError, ToolError
+from gastown_units.ports.beads import Beads
+from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.runtime.loop import Context
+from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.rig_gate import RigGate
+from gastown_units.services.sessions import StartFailed, StartOptions, rig_theme
+from gastown_units.town.agents import AgentProgram
+from gastown_units.town.identity import Identity, Role
+from gastown_units.town.layout import Town
+from gastown_units.town.names import valid_name
+from gastown_units.town.rigs import load_rigs, rig_prefixes
+
+log = logging.getLogger(__name__)
+
+
+class RigService(TownService):
+    """A service for one rig's agent of ``role``; subclasses add their patrol."""
+
+    role = Role.WITNESS
+
+    def __init__(self, settings: Settings, rig: str) -> None:
+        super().__init__(settings)
+        if not valid_name(rig):
+            raise ConfigError(f"invalid rig name {rig!r}: only letters, digits, '_' and '-'")
+        self.rig = rig
+        self.identity = Identity(self.role, rig)
+        self.prefix = "gt"
+        self._gate: RigGate | None = None
+        self._last_gate_reason: str | None = None
+        self.beads: Beads | None = None
+
+    @property
+    def gate(self) -> RigGate:
+        assert self._gate is not None, "setup() not run"
+        return self._gate
+
+    def setup(self, ctx: Context) -> str:
+        town = self.open_town()
+        try:
+            rigs = load_rigs(town)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.rig not in rigs:
+            known = ", ".join(sorted(rigs)) or "none"
+            raise ConfigError(f"rig {self.rig!r} is not in {town.rigs_json} (rigs: {known})")
+        self.prefix = rig_prefixes(town, rigs)[self.rig]
+        try:
+            self.agent(self.role, self.rig, town=town)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.take_town(town)
+        self.beads = Beads(binary=self.settings.bd_bin, cwd=town.root,
+                           timeout=self.settings.bd_timeout)
+        self._gate = RigGate(town, self.beads, self.rig, self.prefix)
+        self.setup_rig(town)
+        return f"keeping {self.identity.session} for rig {self.rig} of {town.root}"
+
+    def setup_rig(self, town: Town) -> None:
+        """Subclass hook: build rig-specific ports and state."""
+
+    def start_options(self, agent: AgentProgram) -> StartOptions:
+        return StartOptions(theme=rig_theme(self.identity))
+
+    def patrol_pass(self, snap: Snapshot, ctx: Context) -> list[str]:
+        """Subclass hook: the rig patrol after the agent is kept; returns status parts."""
+        return []
+
+    def tick(self, ctx: Context) -> str:
+        paused = self.paused()
+        if paused:
+            return paused
+        try:
+            agent = self.agent(self.role, self.rig)
+        except ValueError as exc:
+            log.error("not acting this pass: %s", exc)
+            ctx.failed(str(exc))
+            return f"configuration problem, not acting: {exc}"
+        try:
+            snap = self.tmux.snapshot()
+        except ServerDown:
+            return WAITING_FOR_TMUX
+        gate = self.gate.check()
+        if gate.reason != self._last_gate_reason:
+            if gate.operational and self._last_gate_reason is not None:
+                log.info("rig %s is operational again", self.rig)
+            else:
+                log.warning("rig %s is not operational (%s): starting nothing", self.rig,
+                            gate.reason)
+            self._last_gate_reason = gate.reason
+        if not gate.operational:
+            return f"rig {self.rig} not operational: {gate.reason}; nothing started"
+        ctx.progress()
+        parts = [self._keep(agent, snap, ctx)]
+        ctx.progress()
+        parts += self.patrol_pass(self.tmux.snapshot(), ctx)
+        return "; ".join(p for p in parts if p)
+
+    def _keep(self, agent: AgentProgram, snap: Snapshot, ctx: Context) -> str:
+        where = {"GT_AGENT": self.identity.address}
+        try:
+            ensured = self.keeper.ensure(self.identity, agent, snap, ctx,
+                                         self.start_options(agent))
+        except (StartFailed, ToolError) as exc:
+            log.error("could not start %s: %s", self.identity.session, exc, extra=where)
+            ctx.failed(str(exc))
+            return f"{self.identity.session} start failed: {exc}"
+        up = (time.time() - ensured.pane.created) / 60
+        return (f"{self.identity.session} {ensured.outcome} "
+                f"(pane PID {ensured.pane.pid}, up {up:.0f} min)")

@@ -1,0 +1,271 @@
+"""witness@<rig> and refinery@<rig> against real tmux, real git and the stand-ins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import keeper
+from tests.harness.gitrig import add_polecat, age_worktree, branches, git, make_rig_repos
+from tests.harness.poll import poll_until, wait_gone
+from tests.harness.tmux_server import PrivateTmux
+from tests.harness.town import AGENT, STANDINS, agent_record
+
+RIG = "gastown"
+
+
+def witness(town: Path, server: PrivateTmux, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return keeper.run_once("witness", town, server.socket, "--rig", RIG, *args, env=env)
+
+
+def refinery(town: Path, server: PrivateTmux, *args: str) -> subprocess.CompletedProcess[str]:
+    return keeper.run_once("refinery", town, server.socket, "--rig", RIG, *args)
+
+
+def standin(town: Path, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(STANDINS / tool), *args], cwd=town, capture_output=True,
+                          text=True, timeout=30, check=True)
+
+
+def inbox(town: Path, identity: str) -> list[dict]:
+    out = standin(town, "gt", "mail", "inbox", "--identity", identity, "--json").stdout
+    return json.loads(out) or []
+
+
+def start_polecat(server: PrivateTmux, tree: Path, name: str) -> int:
+    server.tmux("new-session", "-d", "-s", f"gt-{RIG}-{name}", "-c", str(tree),
+                f"exec {sys.executable} {AGENT} polecat")
+    return poll_until(lambda: (p := server.pane(f"gt-{RIG}-{name}")) and p[1] == "claude"
+                      and p[0], timeout=20, what=f"polecat {name} running")
+
+
+def test_refinery_starts_with_its_environment_and_startup_nudge(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    result = refinery(town, tmux_server)
+    assert result.returncode == 0, result.stderr
+    workdir = town / RIG / "refinery" / "rig"
+    record = poll_until(lambda: agent_record(workdir), timeout=20, what="refinery agent")
+    env = record["env"]
+    assert (env["GT_ROLE"], env["GT_RIG"], env["BD_ACTOR"]) == ("refinery", RIG,
+                                                               f"{RIG}/refinery")
+    assert (env["BEADS_NO_DAEMON"], env["GT_REFINERY"]) == ("1", "1")
+    assert record["argv"][-1].endswith("Check your hook and begin patrol.")
+    log = workdir / ".agent" / "input.log"
+    poll_until(lambda: log.exists() and "gt prime && gt mail check --inject" in log.read_text(),
+               timeout=20, what="startup fallback nudge")
+
+
+def test_refinery_falls_back_to_the_mayors_clone(town: Path, tmux_server: PrivateTmux) -> None:
+    (town / RIG / "refinery" / "rig").rmdir()
+    assert refinery(town, tmux_server).returncode == 0
+    record = poll_until(lambda: agent_record(town / RIG / "mayor" / "rig"), timeout=20,
+                        what="refinery agent in mayor/rig")
+    assert record["env"]["GT_ROLE"] == "refinery"
+
+
+def test_refinery_without_any_worktree_fails_clearly(town: Path,
+                                                     tmux_server: PrivateTmux) -> None:
+    (town / RIG / "refinery" / "rig").rmdir()
+    (town / RIG / "mayor" / "rig").rmdir()
+    result = refinery(town, tmux_server)
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert tmux_server.sessions() == set()
+
+
+def test_witness_starts_with_role_env_and_rig_theme(town: Path,
+                                                   tmux_server: PrivateTmux) -> None:
+    result = witness(town, tmux_server)
+    assert result.returncode == 0, result.stderr
+    record = poll_until(lambda: agent_record(town / RIG / "witness"), timeout=20,
+                        what="witness agent")
+    env = record["env"]
+    assert (env["GT_ROLE"], env["GT_RIG"], env["BD_ACTOR"], env["GIT_AUTHOR_NAME"]) == (
+        "witness", RIG, f"{RIG}/witness", f"{RIG}/witness")
+    assert "I am Witness for gastown." in record["argv"][-1]
+    left = tmux_server.tmux("show-options", "-t", f"=gt-{RIG}-witness:", "-v",
+                            "status-left").stdout
+    assert f"🦉 {RIG}/witness" in left
+
+
+def test_zombie_witness_is_replaced(town: Path, tmux_server: PrivateTmux) -> None:
+    tmux_server.tmux("new-session", "-d", "-s", f"gt-{RIG}-witness", "exec sh")
+    shell, _ = poll_until(lambda: tmux_server.pane(f"gt-{RIG}-witness"), timeout=10,
+                          what="zombie")
+    assert witness(town, tmux_server).returncode == 0
+    pid, command = tmux_server.pane(f"gt-{RIG}-witness")
+    assert pid != shell and command == "claude"
+    wait_gone(shell)
+
+
+@pytest.mark.parametrize("wisp", [
+    {"rig": RIG, "values": {"status": "parked"}, "blocked": []},
+    {"rig": RIG, "values": {"status": "docked"}, "blocked": []},
+    {"rig": RIG, "values": {"auto_restart": False}, "blocked": []},
+    {"rig": RIG, "values": {}, "blocked": ["auto_restart"]},
+])
+def test_not_operational_rig_gets_no_starts(town: Path, tmux_server: PrivateTmux,
+                                            wisp: dict) -> None:
+    path = town / ".beads-wisp" / "config" / f"{RIG}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(wisp))
+    for run in (witness, refinery):
+        result = run(town, tmux_server)
+        assert result.returncode == 0, result.stderr
+        assert "not operational" in result.stderr
+    assert tmux_server.sessions() == set()
+
+
+def test_docked_label_and_failing_bd_mean_no_starts_and_no_kills(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    standin(town, "bd", "create", "--id=gt-rig-gastown", "--title=gastown", "--type=task",
+            "--labels=status:docked", "--force")
+    result = witness(town, tmux_server)
+    assert "rig is docked" in result.stderr and tmux_server.sessions() == set()
+    standin(town, "bd", "update", "gt-rig-gastown", "--status=closed")
+    subprocess.run([str(STANDINS / "bd"), "label", "remove", "gt-rig-gastown",
+                    "status:docked"], cwd=town, capture_output=True, timeout=30)
+    (town / ".standin").mkdir(exist_ok=True)
+    (town / ".standin" / "bd.fail").write_text("database is locked")
+    try:
+        result = witness(town, tmux_server)
+        assert "bd failed" in result.stderr and tmux_server.sessions() == set()
+        # A running witness is never killed because bd fails.
+        (town / ".standin" / "bd.fail").unlink()
+        assert witness(town, tmux_server).returncode == 0
+        pid, _ = tmux_server.pane(f"gt-{RIG}-witness")
+        (town / ".standin" / "bd.fail").write_text("database is locked")
+        witness(town, tmux_server)
+        assert tmux_server.pane(f"gt-{RIG}-witness")[0] == pid
+    finally:
+        (town / ".standin" / "bd.fail").unlink(missing_ok=True)
+
+
+def test_stuck_ladder_nudge_escalate_wait_and_reset(town: Path,
+                                                    tmux_server: PrivateTmux) -> None:
+    make_rig_repos(town / RIG)
+    tree = add_polecat(town / RIG, RIG, "nux")
+    start_polecat(tmux_server, tree, "nux")
+    fast = ("--stuck-threshold", "60", "--ladder-interval", "0")
+    stale = time.time() - 2 * 3600
+    age_worktree(tree, stale)
+    inputs = tree / ".agent" / "input.log"
+
+    first = witness(town, tmux_server, *fast)  # 1: nudge
+    assert "nudged (1/3)" in first.stderr, first.stderr
+    poll_until(lambda: inputs.exists() and "NUDGE: No activity detected" in inputs.read_text(),
+               timeout=20, what="nudge typed into the polecat")
+    assert inbox(town, "mayor/") == []
+    age_worktree(tree, stale)  # the agent's own files are not git activity
+
+    second = witness(town, tmux_server, *fast)  # 2: escalate
+    assert "escalated to mayor/ (2/3)" in second.stderr, second.stderr
+    mails = inbox(town, "mayor/")
+    assert [m["subject"] for m in mails] == ["ESCALATION: Polecat nux stuck"]
+    assert mails[0]["from"] == f"{RIG}/witness"
+
+    third = witness(town, tmux_server, *fast)  # 3: wait for a human
+    assert "waiting for a human (3/3)" in third.stderr
+    fourth = witness(town, tmux_server, *fast)  # nothing more
+    assert "(1/3)" not in fourth.stderr and "(2/3)" not in fourth.stderr
+    assert len(inbox(town, "mayor/")) == 1
+
+    git(tree, "commit", "-q", "--allow-empty", "-m", "progress")  # activity
+    fifth = witness(town, tmux_server, *fast)
+    assert "ladder reset" in fifth.stderr
+    state = json.loads((town / "daemon" / "units" / f"witness-{RIG}.json").read_text())
+    assert state["ladder"] == {}
+    age_worktree(tree, time.time() - 3600)
+    assert "nudged (1/3)" in witness(town, tmux_server, *fast).stderr
+
+
+def _request_shutdown(town: Path, name: str, subject: str | None = None) -> None:
+    standin(town, "gt", "standin", "seed-mail", "--to", f"{RIG}/witness",
+            "--from", f"{RIG}/{name}", "-s", subject or f"LIFECYCLE:Shutdown {name}",
+            "-m", f"Reason: work_reassigned\nRequestedBy: mayor\nPolecat: {name}")
+
+
+def test_shutdown_request_cleans_up_the_polecat(town: Path, tmux_server: PrivateTmux) -> None:
+    clone = make_rig_repos(town / RIG)
+    tree = add_polecat(town / RIG, RIG, "nux")
+    pid = start_polecat(tmux_server, tree, "nux")
+    _request_shutdown(town, "nux", "LIFECYCLE: polecat-nux requesting shutdown")
+    result = witness(town, tmux_server)
+    assert result.returncode == 0, result.stderr
+    assert f"gt-{RIG}-nux" not in tmux_server.sessions()
+    wait_gone(pid)
+    assert not tree.exists() and not (town / RIG / "polecats" / "nux").exists()
+    assert "polecat/nux" not in branches(clone)
+    assert "nux" not in git(clone, "worktree", "list")
+    assert inbox(town, f"{RIG}/witness") == []
+    # Done is done: another pass changes nothing and fails nothing.
+    assert witness(town, tmux_server).returncode == 0
+
+
+def test_dirty_worktree_is_not_removed(town: Path, tmux_server: PrivateTmux) -> None:
+    clone = make_rig_repos(town / RIG)
+    tree = add_polecat(town / RIG, RIG, "nux")
+    pid = start_polecat(tmux_server, tree, "nux")
+    (tree / "half-done.py").write_text("print('wip')\n")
+    _request_shutdown(town, "nux")
+    for _ in range(2):
+        result = witness(town, tmux_server)
+        assert result.returncode == 0, result.stderr
+    assert tree.exists() and (tree / "half-done.py").exists()
+    assert tmux_server.pane(f"gt-{RIG}-nux")[0] == pid
+    assert "polecat/nux" in branches(clone)
+    told = inbox(town, f"{RIG}/nux")
+    assert len(told) == 1 and told[0]["subject"].startswith("NUDGE: Cannot shutdown - ")
+    assert "half-done.py" in told[0]["subject"]
+    assert len(inbox(town, f"{RIG}/witness")) == 1  # retried next pass
+
+
+def test_unmerged_branch_is_kept_and_gone_polecat_acknowledged(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    clone = make_rig_repos(town / RIG)
+    tree = add_polecat(town / RIG, RIG, "nux")
+    (tree / "feature.py").write_text("x = 1\n")
+    git(tree, "add", "feature.py")
+    git(tree, "commit", "-q", "-m", "feature")
+    _request_shutdown(town, "nux")
+    _request_shutdown(town, "ghost")  # already gone: just acknowledged
+    result = witness(town, tmux_server)
+    assert result.returncode == 0, result.stderr
+    assert not tree.exists()
+    assert "polecat/nux" in branches(clone) and "not fully merged" in result.stderr
+    assert inbox(town, f"{RIG}/witness") == []
+
+
+def test_auto_spawn_slings_ready_work_once(town: Path, tmux_server: PrivateTmux) -> None:
+    for title, kind in (("fix it", "task"), ("big plan", "epic"), ("merge", "merge-request"),
+                        ("fix more", "bug")):
+        standin(town, "bd", "create", f"--title={title}", f"--type={kind}")
+    args = ("--auto-spawn", "true", "--max-workers", "4", "--spawn-delay", "0")
+    assert witness(town, tmux_server, *args).returncode == 0
+    slings = [json.loads(line) for line in
+              (town / ".standin" / "slings.jsonl").read_text().splitlines()]
+    assert len(slings) == 2 and all(s["rig"] == RIG for s in slings)
+    assert witness(town, tmux_server, *args).returncode == 0
+    assert len((town / ".standin" / "slings.jsonl").read_text().splitlines()) == 2
+
+
+def test_auto_spawn_respects_capacity(town: Path, tmux_server: PrivateTmux) -> None:
+    make_rig_repos(town / RIG)
+    start_polecat(tmux_server, add_polecat(town / RIG, RIG, "nux"), "nux")
+    for n in range(3):
+        standin(town, "bd", "create", f"--title=task {n}", "--type=task")
+    assert witness(town, tmux_server, "--auto-spawn", "true", "--max-workers", "2",
+                   "--spawn-delay", "0").returncode == 0
+    assert len((town / ".standin" / "slings.jsonl").read_text().splitlines()) == 1
+
+
+def test_unknown_rig_is_a_config_error(town: Path, tmux_server: PrivateTmux) -> None:
+    result = keeper.run_once("witness", town, tmux_server.socket, "--rig", "nosuchrig")
+    assert result.returncode == 78
+    assert "not in" in result.stderr and "Traceback" not in result.stderr
