@@ -39,8 +39,8 @@ def is_shutdown_request(message: Message) -> bool:
 
 def polecat_of(message: Message, rig: str) -> str | None:
     """The polecat a shutdown request names, in any of the forms Gas Town sends."""
-    for pattern, text in ((_SUBJECT_TARGET, message.subject),
-                          (_SUBJECT_REQUEST, message.subject), (_BODY_POLECAT, message.body)):
+    for pattern, text in ((_BODY_POLECAT, message.body), (_SUBJECT_TARGET, message.subject),
+                          (_SUBJECT_REQUEST, message.subject)):
         found = pattern.search(text)
         if found:
             name = found.group(1)
@@ -74,6 +74,7 @@ class ShutdownHandler:
         pane = snap.first_pane(who.session)
         if tree is not None:
             dirty = self.git.dirty_reason(tree)
+            ctx.progress()
             if dirty:
                 self._tell_dirty(message, who, dirty)
                 return "dirty"
@@ -82,12 +83,15 @@ class ShutdownHandler:
             log.info("stopped %s for its shutdown request", who.session, extra=where)
         if tree is not None:
             repo = self.git.common_dir(tree)
+            ctx.progress()
             self.git.remove_worktree(repo, tree)
+            ctx.progress()
             log.info("removed worktree %s", tree, extra=where)
             base = self.town.rig_dir(self.rig) / "polecats" / name
             if base.is_dir() and not any(base.iterdir()):
                 base.rmdir()
         self._delete_branch(who)
+        ctx.progress()
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
         self.save()
