@@ -31,16 +31,23 @@ log = logging.getLogger("gastown_units")
 
 # service name -> (GT_ROLE of its journal entries, whether it serves one rig)
 SERVICES = {"deacon-keeper": ("deacon", False), "witness": ("witness", True),
-            "refinery": ("refinery", True)}
+            "refinery": ("refinery", True), "polecat-health": ("polecat", False),
+            "lifecycle-mail": ("deacon", False)}
 
 
 def _service(name: str, settings: Settings, rig: str | None) -> Service:
     from gastown_units.services.deacon_keeper import DeaconKeeper
+    from gastown_units.services.lifecycle_mail import LifecycleMail
+    from gastown_units.services.polecat_health import PolecatHealth
     from gastown_units.services.refinery import Refinery
     from gastown_units.services.witness import Witness
 
     if name == "deacon-keeper":
         return DeaconKeeper(settings)
+    if name == "polecat-health":
+        return PolecatHealth(settings)
+    if name == "lifecycle-mail":
+        return LifecycleMail(settings)
     assert rig is not None
     return Witness(settings, rig) if name == "witness" else Refinery(settings, rig)
 
@@ -94,8 +101,8 @@ def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug
     identifier = f"gastown-{service}@{rig}" if rig else f"gastown-{service}"
     setup_logging(identifier, role=role, rig=rig, debug=debug)
     settings = Settings.load(overrides={"town_root": town_root, **knobs})
-    code = run_service(_service(service, settings, rig), interval=settings.interval,
-                       once=once)
+    interval = settings.lifecycle_interval if service == "lifecycle-mail" else settings.interval
+    code = run_service(_service(service, settings, rig), interval=interval, once=once)
     sys.exit(code)
 
 

@@ -117,6 +117,29 @@ KNOBS: tuple[Knob, ...] = (
     Knob("spawn_delay", "GT_WITNESS_SPAWN_DELAY", _seconds, "Pause between two auto-spawns."),
     Knob("issue_prefix", "GT_WITNESS_ISSUE_PREFIX", _text,
          "Auto-spawn only issues whose ID starts with this."),
+    Knob("lifecycle_interval", "GT_LIFECYCLE_INTERVAL", _seconds,
+         "Seconds between two reads of the Deacon's inbox for LIFECYCLE requests."),
+    Knob("lifecycle_max_age", "GT_LIFECYCLE_MAX_AGE", _seconds,
+         "LIFECYCLE requests older than this are deleted unread (Gas Town: 6 h)."),
+    Knob("lifecycle_strict", "GT_LIFECYCLE_STRICT", _bool,
+         "Act on a LIFECYCLE request only if the agent's state.json has requesting_<action>."),
+    Knob("restart_backoff", "GT_RESTART_BACKOFF", _seconds,
+         "First wait before a crashed polecat is restarted again; doubles per restart."),
+    Knob("restart_backoff_max", "GT_RESTART_BACKOFF_MAX", _seconds,
+         "Longest wait between restarts of one polecat."),
+    Knob("crash_loop_restarts", "GT_CRASH_LOOP_RESTARTS", _count,
+         "This many restarts within GT_CRASH_LOOP_WINDOW is a crash loop: restarts stop."),
+    Knob("crash_loop_window", "GT_CRASH_LOOP_WINDOW", _seconds, "See GT_CRASH_LOOP_RESTARTS."),
+    Knob("restart_stable_reset", "GT_RESTART_STABLE_RESET", _seconds,
+         "A polecat alive this long after its last restart gets a clean slate."),
+    Knob("mass_death_count", "GT_MASS_DEATH_COUNT", _count,
+         "This many polecat deaths within GT_MASS_DEATH_WINDOW is a mass death (event)."),
+    Knob("mass_death_window", "GT_MASS_DEATH_WINDOW", _seconds, "See GT_MASS_DEATH_COUNT."),
+    Knob("gupp_timeout", "GT_GUPP_TIMEOUT", _seconds,
+         "A live polecat with hooked work whose agent bead is not updated this long "
+         "violates GUPP (mail to the witness)."),
+    Knob("spawn_grace", "GT_SPAWN_GRACE", _seconds,
+         "A polecat that started spawning less than this ago is not restarted."),
 )
 
 KNOB_BY_FIELD: Mapping[str, Knob] = {k.field: k for k in KNOBS}
@@ -153,6 +176,18 @@ class Settings:
     max_workers: int = 4
     spawn_delay: float = 5.0
     issue_prefix: str | None = None
+    lifecycle_interval: float = 30.0
+    lifecycle_max_age: float = 6 * 3600.0
+    lifecycle_strict: bool = False
+    restart_backoff: float = 30.0
+    restart_backoff_max: float = 600.0
+    crash_loop_restarts: int = 5
+    crash_loop_window: float = 900.0
+    restart_stable_reset: float = 1800.0
+    mass_death_count: int = 3
+    mass_death_window: float = 30.0
+    gupp_timeout: float = 1800.0
+    spawn_grace: float = 300.0
 
     @classmethod
     def load(

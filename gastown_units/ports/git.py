@@ -30,6 +30,25 @@ class Git:
             return f"{len(lines)} uncommitted change(s), e.g. {lines[0].strip()}"
         return None
 
+    def pre_sync(self, tree: Path, branch: str) -> list[str]:
+        """``git fetch origin`` then ``git pull --rebase origin BRANCH`` (§6.5 step 3).
+
+        Never raises: a failure is returned as a line for the log, and a failed fetch
+        skips the pull. Returns the problems seen (empty when both worked).
+        """
+        problems: list[str] = []
+        try:
+            fetch = self._run(tree, "fetch", "origin")
+            if not fetch.ok:
+                return [f"git fetch origin failed: {fetch.error_line()}"]
+            pull = self._run(tree, "pull", "--rebase", "origin", branch)
+            if not pull.ok:
+                problems.append(f"git pull --rebase origin {branch} failed: "
+                                f"{pull.error_line()}")
+        except ToolError as exc:
+            problems.append(str(exc))
+        return problems
+
     def common_dir(self, tree: Path) -> Path:
         """The repository that owns the worktree (``--git-common-dir``)."""
         out = self._check(tree, "rev-parse", "--path-format=absolute", "--git-common-dir")

@@ -76,3 +76,13 @@ def rig_prefixes(town: Town, rigs: dict[str, Rig]) -> dict[str, str]:
     """Prefix per rig: routes.jsonl first, then rigs.json, then ``gt`` (§4.1)."""
     routes = route_prefixes(town)
     return {name: routes.get(name, rig.prefix) for name, rig in rigs.items()}
+
+
+def default_branch(town: Town, rig: str) -> str:
+    """``default_branch`` of ``<rig>/config.json``; ``main`` when missing or unreadable."""
+    try:
+        data = read_json(town.rig_dir(rig) / "config.json")
+    except (ValueError, OSError):
+        return "main"
+    branch = data.get("default_branch") if isinstance(data, dict) else None
+    return branch if isinstance(branch, str) and branch.strip() else "main"
