@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -36,20 +37,22 @@ SERVICES = {"deacon-keeper": ("deacon", False), "witness": ("witness", True),
 
 
 def _service(name: str, settings: Settings, rig: str | None) -> Service:
-    from gastown_units.services.deacon_keeper import DeaconKeeper
-    from gastown_units.services.lifecycle_mail import LifecycleMail
-    from gastown_units.services.polecat_health import PolecatHealth
-    from gastown_units.services.refinery import Refinery
-    from gastown_units.services.witness import Witness
-
+    """Import only the service that runs (each process runs exactly one)."""
     if name == "deacon-keeper":
+        from gastown_units.services.deacon_keeper import DeaconKeeper
         return DeaconKeeper(settings)
     if name == "polecat-health":
+        from gastown_units.services.polecat_health import PolecatHealth
         return PolecatHealth(settings)
     if name == "lifecycle-mail":
+        from gastown_units.services.lifecycle_mail import LifecycleMail
         return LifecycleMail(settings)
     assert rig is not None
-    return Witness(settings, rig) if name == "witness" else Refinery(settings, rig)
+    if name == "witness":
+        from gastown_units.services.witness import Witness
+        return Witness(settings, rig)
+    from gastown_units.services.refinery import Refinery
+    return Refinery(settings, rig)
 
 
 def _knob_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,10 +128,17 @@ def tmux_server() -> None:
     os.execv(binary, argv)
 
 
+EVENT_HOOKS = ("session-closed", "pane-died")
+EVENT_HOOK_INDEX = 77  # our slot in tmux's hook arrays, leaving others' hooks alone
+
+
 @cli.command("tmux-ready")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
-def tmux_ready(timeout: float) -> None:
-    """Wait until the tmux server answers (ExecStartPost of gastown-tmux.service)."""
+@click.option("--event-file", type=click.Path(path_type=Path), default=None,
+              help="Touch this file from global tmux hooks when a session closes or a "
+                   "pane dies (the polecat-health .path unit watches it).")
+def tmux_ready(timeout: float, event_file: Path | None) -> None:
+    """Wait until the tmux server answers, then set the event hooks (ExecStartPost)."""
     settings = Settings.load()
     tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
                 timeout=settings.tmux_timeout)
@@ -136,11 +146,16 @@ def tmux_ready(timeout: float) -> None:
     while True:
         try:
             tmux.snapshot()
-            return
+            break
         except GastownError as exc:
             if time.monotonic() >= deadline:
                 raise GastownError(f"tmux server not ready after {timeout:g}s: {exc}") from None
         time.sleep(0.05)
+    if event_file is not None:
+        event_file.touch()
+        command = f"run-shell -b {shlex.quote(': > ' + shlex.quote(str(event_file)))}"
+        for hook in EVENT_HOOKS:
+            tmux.set_global_hook(f"{hook}[{EVENT_HOOK_INDEX}]", command)
 
 
 @cli.command()
@@ -193,6 +208,37 @@ def status(town_root: Path | None) -> None:
     for row in rows:
         click.echo(f"{row.identity.address:28} {row.identity.session:28} {row.state:8} "
                    f"{row.pid or '-':>7}  {row.command or '-'}")
+
+
+@cli.command("clear-backoff")
+@click.argument("agent")
+@click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
+              help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
+def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
+    """Let polecat-health restart AGENT again (after a crash loop or during backoff).
+
+    AGENT may be any spelling: gastown/nux, gt-gastown-nux, gt-gastown-polecat-nux, ...
+    """
+    from gastown_units.services.polecat_health import clear_backoff
+
+    settings = Settings.load(overrides={"town_root": town_root})
+    town = Town.open(settings.town_root)
+    try:
+        rigs = load_rigs(town)
+        who = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs)).parse(agent)
+    except ValueError as exc:
+        raise GastownError(str(exc)) from None
+    from gastown_units.services.restart_tracker import Policy
+
+    try:
+        cleared = clear_backoff(town, who.session, Policy())
+    except (ValueError, OSError) as exc:
+        raise GastownError(f"cannot update the restart state: {exc}") from None
+    if cleared:
+        click.echo(f"cleared restart backoff of {who.address} ({who.session}); "
+                   "the next polecat-health sweep may restart it")
+    else:
+        click.echo(f"{who.address} ({who.session}) had no restart backoff")
 
 
 @cli.command("config")

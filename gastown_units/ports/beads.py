@@ -105,6 +105,13 @@ class Beads:
         items = self._json("show", bead_id, "--json")
         return items[0] if items else None
 
+    def show_many(self, bead_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Several issues in one call (missing ones are simply absent)."""
+        if not bead_ids:
+            return {}
+        items = self._json("show", *sorted(set(bead_ids)), "--json") or []
+        return {str(i.get("id")): i for i in items}
+
     def agent(self, bead_id: str) -> AgentBead | None:
         obj = self.show(bead_id)
         return agent_from_json(obj) if obj else None

@@ -152,6 +152,14 @@ class Tmux:
         for option, value in options.items():
             self._check("set-option", "-t", f"={name}:", option, value)  # "=NAME" fails here
 
+    def set_hook(self, name: str, hook: str, command: str) -> None:
+        """A hook of the session's window (``set-hook -t =NAME: HOOK COMMAND``)."""
+        # tmux 3.3a stores pane hooks such as pane-died on the window: "=NAME:" targets it.
+        self._check("set-hook", "-t", f"={check_name('session', name)}:", hook, command)
+
+    def set_global_hook(self, hook: str, command: str) -> None:
+        self._check("set-hook", "-g", hook, command)
+
     def send_literal(self, name: str, text: str) -> None:
         self._check("send-keys", "-t", f"={name}:", "-l", text)
 

@@ -23,6 +23,25 @@ class Gate:
     reason: str = ""
 
 
+def wisp_gate(town: Town, rig: str) -> Gate | None:
+    """The wisp config's verdict: a closed Gate, or None when it allows acting."""
+    try:
+        wisp = read_wisp_config(town, rig)
+    except ValueError as exc:
+        return Gate(False, f"wisp config unreadable, starting nothing: {exc}")
+    reason = wisp.not_operational_reason()
+    return Gate(False, reason) if reason else None
+
+
+def label_gate(bead: dict[str, object] | None, bead_id: str) -> Gate | None:
+    """The rig bead's ``status:docked``/``status:parked`` labels ([H] semantics)."""
+    labels = bead.get("labels") if bead else None
+    for status in ("docked", "parked"):
+        if isinstance(labels, list) and f"status:{status}" in labels:
+            return Gate(False, f"rig is {status} (label status:{status} on {bead_id})")
+    return None
+
+
 class RigGate:
     def __init__(self, town: Town, beads: Beads, rig: str, prefix: str) -> None:
         self.town = town
@@ -32,22 +51,14 @@ class RigGate:
         self._warned_missing = False
 
     def check(self) -> Gate:
-        try:
-            wisp = read_wisp_config(self.town, self.rig)
-        except ValueError as exc:
-            return Gate(False, f"wisp config unreadable, starting nothing: {exc}")
-        if not wisp.exists and not self._warned_missing:
+        if not self.town.wisp_config(self.rig).exists() and not self._warned_missing:
             log.warning("no wisp config for %s - parked state may have been lost", self.rig)
             self._warned_missing = True
-        reason = wisp.not_operational_reason()
-        if reason:
-            return Gate(False, reason)
+        closed = wisp_gate(self.town, self.rig)
+        if closed:
+            return closed
         try:
             bead = self.beads.show(self.rig_bead)
         except ToolError as exc:
             return Gate(False, f"bd failed reading {self.rig_bead}, starting nothing: {exc}")
-        labels = bead.get("labels") if bead else None
-        for status in ("docked", "parked"):
-            if isinstance(labels, list) and f"status:{status}" in labels:
-                return Gate(False, f"rig is {status} (label status:{status} on {self.rig_bead})")
-        return Gate(True)
+        return label_gate(bead, self.rig_bead) or Gate(True)

@@ -1,0 +1,120 @@
+"""Per-agent restart backoff and crash-loop detection (Gas Town's later tracker, §7).
+
+Backoff starts at ``base`` and doubles per restart up to ``cap``; ``loop_count`` restarts
+within ``loop_window`` is a crash loop and restarts stop until ``gastown-units clear-backoff``;
+an agent that stays up ``stable`` seconds after its last restart gets a clean slate.
+State lives in ``daemon/restart_state.json`` in Gas Town's shape
+(``{"agents": {id: {last_restart, restart_count, backoff_until, crash_loop_since}}}``,
+plus our ``window_start``), keyed by tmux session name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gastown_units.town.jsonfile import format_time, parse_time, read_json, write_json_atomic
+
+
+@dataclass
+class Restarts:
+    last_restart: float | None = None
+    restart_count: int = 0
+    backoff_until: float | None = None
+    crash_loop_since: float | None = None
+    window_start: float | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    base: float = 30.0
+    cap: float = 600.0
+    loop_count: int = 5
+    loop_window: float = 900.0
+    stable: float = 1800.0
+
+
+def _ts(value: float | None) -> str:
+    return format_time(datetime.fromtimestamp(value, UTC) if value is not None else None)
+
+
+def _epoch(value: object) -> float | None:
+    parsed = parse_time(value)
+    return parsed.timestamp() if parsed else None
+
+
+class RestartTracker:
+    def __init__(self, path: Path, policy: Policy) -> None:
+        self.path = path
+        self.policy = policy
+        self.agents: dict[str, Restarts] = {}
+
+    def load(self) -> None:
+        """Read the file; a malformed one is an error for the caller to report."""
+        data = read_json(self.path)
+        agents = data.get("agents") if isinstance(data, dict) else None
+        self.agents = {}
+        for key, entry in (agents or {}).items():
+            if not isinstance(entry, dict):
+                continue
+            count = entry.get("restart_count")
+            self.agents[str(key)] = Restarts(
+                _epoch(entry.get("last_restart")), count if isinstance(count, int) else 0,
+                _epoch(entry.get("backoff_until")), _epoch(entry.get("crash_loop_since")),
+                _epoch(entry.get("window_start")))
+
+    def save(self) -> None:
+        data: dict[str, Any] = {"agents": {
+            key: {"last_restart": _ts(r.last_restart), "restart_count": r.restart_count,
+                  "backoff_until": _ts(r.backoff_until),
+                  "crash_loop_since": _ts(r.crash_loop_since),
+                  "window_start": _ts(r.window_start)}
+            for key, r in sorted(self.agents.items())}}
+        write_json_atomic(self.path, data, mode=0o644)
+
+    def blocked(self, key: str, now: float) -> str | None:
+        """Why ``key`` may not be restarted now (crash loop or backoff), or None."""
+        entry = self.agents.get(key)
+        if entry is None:
+            return None
+        if entry.crash_loop_since is not None:
+            return "crash loop"
+        if entry.backoff_until is not None and now < entry.backoff_until:
+            return f"backing off for {entry.backoff_until - now:.0f}s more"
+        return None
+
+    def loops_now(self, key: str, now: float) -> bool:
+        """Mark a crash loop if the window already holds ``loop_count`` restarts."""
+        entry = self.agents.get(key)
+        if entry is None or entry.crash_loop_since is not None:
+            return False
+        in_window = entry.window_start is not None and \
+            now - entry.window_start <= self.policy.loop_window
+        if in_window and entry.restart_count >= self.policy.loop_count:
+            entry.crash_loop_since = now
+            return True
+        return False
+
+    def record(self, key: str, now: float) -> None:
+        entry = self.agents.setdefault(key, Restarts())
+        if entry.window_start is None or now - entry.window_start > self.policy.loop_window:
+            entry.window_start, entry.restart_count = now, 0
+        entry.restart_count += 1
+        entry.last_restart = now
+        delay = min(self.policy.base * 2 ** (entry.restart_count - 1), self.policy.cap)
+        entry.backoff_until = now + delay
+
+    def stable(self, key: str, now: float) -> bool:
+        """Forget an agent that has stayed up long enough; True if it was forgotten."""
+        entry = self.agents.get(key)
+        if entry is None or entry.crash_loop_since is not None:
+            return False
+        if entry.last_restart is not None and now - entry.last_restart >= self.policy.stable:
+            del self.agents[key]
+            return True
+        return False
+
+    def clear(self, key: str) -> bool:
+        return self.agents.pop(key, None) is not None
