@@ -138,6 +138,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("gupp_timeout", "GT_GUPP_TIMEOUT", _seconds,
          "A live polecat with hooked work whose agent bead is not updated this long "
          "violates GUPP (mail to the witness)."),
+    Knob("event_file", "GT_EVENT_FILE", _path,
+         "File the tmux hooks touch when a session closes; a sweep that sees it change "
+         "while it runs sweeps again (events during a sweep are never lost)."),
     Knob("spawn_grace", "GT_SPAWN_GRACE", _seconds,
          "A polecat that started spawning less than this ago is not restarted."),
 )
@@ -188,6 +191,7 @@ class Settings:
     mass_death_window: float = 30.0
     gupp_timeout: float = 1800.0
     spawn_grace: float = 300.0
+    event_file: Path | None = Path("/run/gastown-tmux/events")
 
     @classmethod
     def load(

@@ -182,7 +182,7 @@ class LifecycleMail(TownService):
         if action is Action.SHUTDOWN:
             if not self._claim(message, who, action, ctx):
                 return "left (claim failed)"
-            return self._shutdown(who, pane, ctx)
+            return self._shutdown(who, pane, _committed(ctx))
         return self._restart(message, who, action, pane, ctx)
 
     # --- reading a request -------------------------------------------------------------
@@ -319,6 +319,7 @@ class LifecycleMail(TownService):
                         "deleted, agent left as it is", who.address, action, who.rig,
                         gate.reason, extra=where)
             return "refused (rig not operational)"
+        ctx = _committed(ctx)
         if pane is not None:
             try:
                 self.keeper.kill(who.session, pane, ctx)
@@ -394,3 +395,13 @@ class LifecycleMail(TownService):
         except GastownError:
             return False
         return liveness(pane, agent) is Liveness.RUNNING
+
+
+def _committed(ctx: Context) -> Context:
+    """The pass's context minus stop requests: a claimed request is carried out to the end.
+
+    Stopping between the kill and the start of a cycle would leave the agent dead with its
+    request already deleted; the start is bounded by ``start_timeout`` and still feeds the
+    watchdog. The next request of the pass sees the stop request as usual.
+    """
+    return Context(ctx.notifier, lambda: False, ctx.failures)

@@ -82,6 +82,28 @@ class PolecatHealth(TownService):
 
     # --- the sweep -----------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
+        """Sweep; sweep again while tmux events arrived during the last sweep.
+
+        A ``.path`` unit does not queue events that arrive while its service runs, so a
+        polecat dying mid-sweep would otherwise wait for the timer.
+        """
+        for _ in range(5):
+            seen = self._event_stamp()
+            status = self._sweep(ctx)
+            if self._event_stamp() == seen:
+                return status
+            log.info("tmux events arrived during the sweep: sweeping again")
+            ctx.progress()
+        return status
+
+    def _event_stamp(self) -> int | None:
+        path = self.settings.event_file
+        try:
+            return path.stat().st_mtime_ns if path else None
+        except OSError:
+            return None
+
+    def _sweep(self, ctx: Context) -> str:
         paused = self.paused()
         if paused:
             return paused

@@ -36,16 +36,25 @@ def gt(town: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def seed(town: Path, sender: str, body: str, *, subject: str | None = None,
-         age: float = 0) -> str:
+         age: float = 0, read: bool = False) -> str:
     """Mail a request to deacon/; returns its message ID."""
     subject = subject or f"LIFECYCLE: {sender} requesting something"
     return gt(town, "standin", "seed-mail", "--to", "deacon/", "--from", sender, "-s", subject,
-              "-m", body, "--age-seconds", str(age)).stdout.strip()
+              "-m", body, "--age-seconds", str(age), *(["--read"] if read else [])
+              ).stdout.strip()
 
 
 def inbox_ids(town: Path) -> set[str]:
     out = gt(town, "mail", "inbox", "--identity", "deacon/", "--json").stdout
     return {m["id"] for m in json.loads(out) or []}
+
+
+def deacon_inbox_reads(town: Path) -> int:
+    """How often the Deacon's inbox was read (the witness reads its own: not counted)."""
+    calls = town / ".standin" / "calls.jsonl"
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return sum(1 for line in lines
+               if json.loads(line)["argv"][:4] == ["mail", "inbox", "--identity", "deacon/"])
 
 
 def starts(workdir: Path) -> int:
@@ -156,8 +165,9 @@ def test_cycle_of_a_polecat_pre_syncs_its_worktree(town: Path,
     ("deacon/", "hq-deacon", "deacon", "deacon"),
     ("mayor/", "hq-mayor", ".", "mayor"),
     ("deacon/dogs/boot", "gt-boot", "deacon/dogs/boot", "boot"),
+    (f"{RIG}/refinery", f"gt-{RIG}-refinery", f"{RIG}/refinery/rig", "refinery"),
 ])
-def test_town_agents_can_be_cycled(town: Path, tmux_server: PrivateTmux, sender: str,
+def test_every_role_can_be_cycled(town: Path, tmux_server: PrivateTmux, sender: str,
                                    session: str, workdir: str, role: str) -> None:
     seed(town, sender, CYCLE)
     result = lifecycle(town, tmux_server)
@@ -197,29 +207,24 @@ def test_unreadable_requests_are_left_alone(town: Path, tmux_server: PrivateTmux
            seed(town, "overseer", CYCLE),
            seed(town, "otherrig/witness", CYCLE),
            seed(town, f"{RIG}/witness", "cycle", subject="please cycle")}
+    seen = seed(town, f"{RIG}/witness", "dance", read=True)
     result = lifecycle(town, tmux_server)
     assert result.returncode == 0, result.stderr
     assert_clean(result)
-    assert inbox_ids(town) == ids
+    assert inbox_ids(town) == ids | {seen}
     assert tmux_server.pane(WITNESS)[0] == pid
     assert "malformed JSON" in result.stderr and "unknown action 'dance'" in result.stderr
     assert "unknown agent identity 'overseer'" in result.stderr
     assert "rig 'otherrig' is not in" in result.stderr
     assert "please cycle" not in result.stderr  # not ours: silently left
+    assert seen not in result.stderr  # already read: skipped, not even parsed
 
 
 def test_warnings_about_a_message_are_given_once(town: Path, tmux_server: PrivateTmux) -> None:
     seed(town, f"{RIG}/witness", '{"action":"dance"}')
-    calls = town / ".standin" / "calls.jsonl"
-
-    def inbox_reads() -> int:
-        lines = calls.read_text().splitlines() if calls.exists() else []
-        return sum(1 for line in lines if json.loads(line)["argv"][:2] == ["mail", "inbox"])
-
-    before = inbox_reads()
     proc = keeper.start("lifecycle-mail", town, tmux_server.socket, "--lifecycle-interval", "0.2")
     try:
-        poll_until(lambda: inbox_reads() >= before + 4, timeout=30, what="four passes")
+        poll_until(lambda: deacon_inbox_reads(town) >= 4, timeout=30, what="four passes")
     finally:
         code, out = keeper.stop(proc)
     assert code == 0, out
@@ -230,9 +235,7 @@ def test_sigusr1_runs_a_pass_at_once(town: Path, tmux_server: PrivateTmux) -> No
     pid = start_witness(town, tmux_server)
     proc = keeper.start("lifecycle-mail", town, tmux_server.socket, "--lifecycle-interval", "3600")
     try:
-        calls = town / ".standin" / "calls.jsonl"
-        poll_until(lambda: calls.exists() and "inbox" in calls.read_text(), timeout=30,
-                   what="the first pass")
+        poll_until(lambda: deacon_inbox_reads(town) >= 1, timeout=30, what="the first pass")
         seed(town, f"{RIG}/witness", CYCLE)
         proc.send_signal(signal.SIGUSR1)
         poll_until(lambda: (p := tmux_server.pane(WITNESS)) and p[0] != pid, timeout=30,

@@ -1,0 +1,98 @@
+"""Crash recovery through the event path: tmux hook -> .path unit -> oneshot sweep."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness.guest import GuestSystemd
+from tests.harness.guest_town import (
+    STANDIN_DIR,
+    configure,
+    install_standins,
+    make_owner_town,
+    tmux_panes,
+)
+
+OWNER = "carol"
+RIG = "gastown"
+SESSION = f"gt-{RIG}-nux"
+
+SETUP_RIG = """
+set -eu
+cd "$1"
+export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \
+       GIT_COMMITTER_EMAIL=t@example.com
+git init -q --bare -b main .repo.git
+git init -q -b main .seed && echo rig > .seed/README
+git -C .seed add README && git -C .seed commit -q -m initial
+git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
+rmdir mayor/rig && git clone -q "$PWD/.repo.git" mayor/rig
+echo .agent/ > mayor/rig/.git/info/exclude
+mkdir -p polecats/nux
+git -C mayor/rig worktree add -q -b polecat/nux "$PWD/polecats/nux/gastown"
+"""
+
+HOOK_WORK = """
+set -eu
+cd "$1"
+issue=$(/usr/local/bin/bd create --title=work --type=task --silent)
+/usr/local/bin/bd create --json --id=gt-gastown-polecat-nux --title="Polecat nux" --type=agent \
+   --labels=gt:agent --force >/dev/null
+/usr/local/bin/bd slot set gt-gastown-polecat-nux hook "$issue" >/dev/null
+"""
+
+
+@pytest.fixture(scope="module")
+def town(guest: GuestSystemd) -> Iterator[str]:
+    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
+    install_standins(guest)
+    path = make_owner_town(guest, OWNER, rigs={RIG: "gt"})
+    guest.run(["sh", "-c", SETUP_RIG, "setup", f"{path}/{RIG}"], user=OWNER)
+    guest.run(["sh", "-c", HOOK_WORK, "hook", path], user=OWNER)
+    configure(guest, OWNER, {"GT_TOWN_ROOT": path,
+                             "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
+                             "GT_RESTART_BACKOFF": "0"})
+    # The event path only: the safety-net timer stays off in this module.
+    guest.systemctl("enable", "--now", "gastown-polecat-health.path")
+    guest.systemctl("stop", "gastown-polecat-health.timer")
+    yield path
+    guest.systemctl("stop", "gastown.target", "gastown-polecat-health.path", check=False)
+
+
+def _agent_pid(guest: GuestSystemd) -> int | None:
+    pane = tmux_panes(guest, OWNER).get(SESSION)
+    return pane[0] if pane and pane[1] == "claude" else None
+
+
+def test_event_path_restarts_a_killed_polecat_within_seconds(guest: GuestSystemd,
+                                                             town: str) -> None:
+    assert guest.systemctl("is-active", "gastown-tmux.service").stdout.strip() == "active"
+    assert guest.systemctl("is-active", "gastown-polecat-health.timer",
+                           check=False).stdout.strip() == "inactive"
+    hooks = guest.run(["tmux", "-N", "show-hooks", "-g"], user=OWNER).stdout
+    assert "session-closed[77]" in hooks and "/run/gastown-tmux/events" in hooks
+    # Start the polecat by hand (a sweep may have beaten us to it: it has hooked work).
+    guest.run(["tmux", "-N", "new-session", "-d", "-s", SESSION, "-c",
+               f"{town}/{RIG}/polecats/nux/{RIG}", f"{STANDIN_DIR}/agent"], user=OWNER,
+              check=False)
+    pid = guest.wait_for(lambda: _agent_pid(guest), timeout=60, what="polecat running")
+    timings = []
+    for _ in range(3):
+        killed = time.monotonic()
+        guest.run(["kill", "-9", str(pid)])
+        pid = guest.wait_for(lambda old=pid: (p := _agent_pid(guest)) and p != old and p,
+                             timeout=60, interval=0.05, what="polecat restarted by the event")
+        timings.append(time.monotonic() - killed)
+    print(f"\ncrash-to-restart through the event path: "
+          f"{', '.join(f'{t:.2f}s' for t in timings)}")
+    record = json.loads(guest.read_file(f"{town}/{RIG}/polecats/nux/{RIG}/.agent/record.json"))
+    assert record["env"]["GT_POLECAT"] == "nux" and record["env"]["GT_ROLE"] == "polecat"
+    log = guest.journal("-u", "gastown-polecat-health.service", "-o", "cat")
+    assert log.count("CRASH DETECTED: polecat gastown/nux") == 3
+    assert "Traceback" not in log
+    by_role = guest.journal("GT_ROLE=polecat", "-o", "cat")
+    assert "restarted gt-gastown-nux" in by_role
