@@ -7,7 +7,8 @@ import logging
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolMissing
 from gastown_units.ports.locks import TownLock, shutdown_in_progress
-from gastown_units.ports.tmux import Tmux
+from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
+from gastown_units.runtime.loop import Context
 from gastown_units.services.sessions import SessionKeeper
 from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.identity import Role
@@ -83,6 +84,23 @@ class TownService:
                 log.error("not acting this pass: %s", exc)
                 return f"configuration problem, not acting: {exc}"
         return None
+
+    def prelude(self, ctx: Context, role: Role, rig: str | None = None
+                ) -> tuple[AgentProgram, Snapshot] | str:
+        """Start of a pass: the agent and a tmux snapshot, or the status line to stop with."""
+        paused = self.paused()
+        if paused:
+            return paused
+        try:
+            agent = self.agent(role, rig)
+        except ValueError as exc:
+            log.error("not acting this pass: %s", exc)
+            ctx.failed(str(exc))
+            return f"configuration problem, not acting: {exc}"
+        try:
+            return agent, self.tmux.snapshot()
+        except ServerDown:
+            return WAITING_FOR_TMUX
 
     def close(self) -> None:
         if self._lock:

@@ -15,9 +15,9 @@ from datetime import datetime
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError, ToolError
-from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.loop import Context
-from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.base import TownService
 from gastown_units.services.sessions import (
     Liveness,
     StartFailed,
@@ -65,19 +65,10 @@ class DeaconKeeper(TownService):
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        paused = self.paused()
-        if paused:
-            return paused
-        try:
-            agent = self.agent(Role.DEACON)
-        except ValueError as exc:
-            log.error("not acting this pass: %s", exc)
-            ctx.failed(str(exc))
-            return f"configuration problem, not acting: {exc}"
-        try:
-            snap = self.tmux.snapshot()
-        except ServerDown:
-            return WAITING_FOR_TMUX
+        begun = self.prelude(ctx, Role.DEACON)
+        if isinstance(begun, str):
+            return begun
+        agent, snap = begun
         report = PassReport()
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)

@@ -8,9 +8,9 @@ import time
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolError
 from gastown_units.ports.beads import Beads
-from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.loop import Context
-from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.base import TownService
 from gastown_units.services.rig_gate import RigGate
 from gastown_units.services.sessions import StartFailed, StartOptions, rig_theme
 from gastown_units.town.agents import AgentProgram
@@ -75,19 +75,10 @@ class RigService(TownService):
         return []
 
     def tick(self, ctx: Context) -> str:
-        paused = self.paused()
-        if paused:
-            return paused
-        try:
-            agent = self.agent(self.role, self.rig)
-        except ValueError as exc:
-            log.error("not acting this pass: %s", exc)
-            ctx.failed(str(exc))
-            return f"configuration problem, not acting: {exc}"
-        try:
-            snap = self.tmux.snapshot()
-        except ServerDown:
-            return WAITING_FOR_TMUX
+        begun = self.prelude(ctx, self.role, self.rig)
+        if isinstance(begun, str):
+            return begun
+        agent, snap = begun
         gate = self.gate.check()
         if gate.reason != self._last_gate_reason:
             if gate.operational and self._last_gate_reason is not None:

@@ -39,6 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from tests.harness.poll import poll_until
+
 T = TypeVar("T")
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -115,29 +117,8 @@ class GuestCommandError(subprocess.CalledProcessError):
 
 def wait_for(predicate: Callable[[], T], *, timeout: float, interval: float = 0.2,
              what: str) -> T:
-    """Return the first truthy value of ``predicate``, polling every ``interval`` seconds.
-
-    An exception from the predicate counts as "not yet" (things may still be settling).
-    After ``timeout`` seconds, raise AssertionError naming ``what`` and the last value.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = predicate()
-        except Exception as exc:  # noqa: BLE001 - a probe may fail while things settle
-            last = exc
-        else:
-            if value:
-                return value
-            last = value
-        if time.monotonic() >= deadline:
-            error = AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
-                                   f"last value: {last!r}")
-            if isinstance(last, BaseException):
-                raise error from last
-            raise error
-        time.sleep(interval)
+    """Poll ``predicate`` until truthy (see :func:`tests.harness.poll.poll_until`)."""
+    return poll_until(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def _die_with_parent() -> None:

@@ -11,7 +11,11 @@ T = TypeVar("T")
 
 def poll_until(predicate: Callable[[], T], *, timeout: float, what: str,
                interval: float = 0.1) -> T:
-    """Return the first truthy value of ``predicate``; AssertionError after ``timeout``."""
+    """Return the first truthy value of ``predicate``; AssertionError after ``timeout``.
+
+    An exception from the predicate counts as "not yet" (things may still be settling);
+    the last one is chained to the AssertionError.
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -23,8 +27,11 @@ def poll_until(predicate: Callable[[], T], *, timeout: float, what: str,
             if last:
                 return last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
-                                 f"last value: {last!r}")
+            error = AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
+                                   f"last value: {last!r}")
+            if isinstance(last, BaseException):
+                raise error from last
+            raise error
         time.sleep(interval)
 
 
