@@ -176,7 +176,7 @@ class LifecycleMail(TownService):
         pane = snap.first_pane(who.session)
         old = self._too_old(message, who, pane)
         if old is not None:
-            return self._drop(message, who, old)
+            return self._drop(message, who, old, ctx)
         if self.settings.lifecycle_strict and not self._confirmed(message, who, action):
             return "left (not confirmed)"
         if action is Action.SHUTDOWN:
@@ -228,7 +228,7 @@ class LifecycleMail(TownService):
         return too_old(message.timestamp, datetime.now(UTC), self.settings.lifecycle_max_age,
                        created)
 
-    def _drop(self, message: Message, who: Identity, old: TooOld) -> str:
+    def _drop(self, message: Message, who: Identity, old: TooOld, ctx: Context) -> str:
         """Delete an expired or stale request without acting on it."""
         where = {"GT_AGENT": who.address}
         try:
@@ -236,6 +236,7 @@ class LifecycleMail(TownService):
         except GastownError as exc:
             log.warning("%s LIFECYCLE request %s could not be deleted (retried next pass): %s",
                         old.kind, message.id, exc, extra=where)
+            ctx.failed(str(exc))
             return "left (delete failed)"
         log.info("deleted %s LIFECYCLE request %s from %s without acting: %s", old.kind,
                  message.id, who.address, old.detail, extra=where)

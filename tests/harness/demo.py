@@ -17,6 +17,7 @@ from pathlib import Path
 from tests.harness.guest import GuestSystemd
 from tests.harness.guest_town import (
     STANDIN_DIR,
+    add_polecat_with_work,
     configure,
     install_standins,
     make_owner_town,
@@ -46,6 +47,13 @@ def deacon_pid(guest: GuestSystemd, differs_from: int | None = None) -> int:
     return guest.wait_for(probe, timeout=90, interval=0.05, what="hq-deacon")
 
 
+def polecat_pid(guest: GuestSystemd, differs_from: int | None = None) -> int:
+    def probe() -> int | None:
+        pane = tmux_panes(guest, OWNER).get("gt-gastown-nux")
+        return pane[0] if pane and pane[1] == "claude" and pane[0] != differs_from else None
+    return guest.wait_for(probe, timeout=90, interval=0.05, what="gt-gastown-nux")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("deb", type=Path, help="the built gastown-units .deb")
@@ -60,8 +68,10 @@ def main() -> int:
         guest.install_deb(args.deb)
         guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
         install_standins(guest)
-        town = make_owner_town(guest, OWNER)
-        say(f"town {town} owned by {OWNER}; configuring as README.md says")
+        town = make_owner_town(guest, OWNER, rigs={"gastown": "gt"})
+        add_polecat_with_work(guest, OWNER, town, "gastown", "nux")
+        say(f"town {town} owned by {OWNER} (rig gastown, polecat nux with hooked work); "
+            "configuring as README.md says")
         configure(guest, OWNER, {"GT_TOWN_ROOT": town,
                                  "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                                  "GT_INTERVAL": "2"})
@@ -94,8 +104,39 @@ def main() -> int:
         print(f"agent PID still {deacon_pid(guest)}")
         show(guest, "systemctl", "start", UNIT)
 
-        say("journalctl GT_ROLE=deacon")
-        show(guest, "journalctl", "--no-pager", "GT_ROLE=deacon", "-n", "15")
+        say("the rest of the town: rig services, polecat health (event path), lifecycle mail")
+        show(guest, "systemctl", "enable", "--now", "gastown-rig@gastown.target",
+             "gastown-polecat-health.path", "gastown-polecat-health.timer",
+             "gastown-lifecycle-mail.service")
+        polecat = polecat_pid(guest)
+        guest.wait_for(lambda: {"gt-gastown-witness", "gt-gastown-refinery"} <= set(
+            tmux_panes(guest, OWNER)), timeout=90, what="rig agents")
+        show(guest, "sh", "-c", f"cd {town} && gastown-units status", user=OWNER)
+
+        say("a polecat with hooked work crashes: the tmux hook wakes polecat-health")
+        for _ in range(3):
+            started = time.monotonic()
+            guest.run(["kill", "-9", str(polecat)])
+            new = polecat_pid(guest, differs_from=polecat)
+            print(f"gt-gastown-nux back in {time.monotonic() - started:.2f}s "
+                  f"(agent PID {polecat} -> {new})")
+            polecat = new
+
+        say("the Witness asks for a cycle: LIFECYCLE mail, processed at once on reload")
+        witness = tmux_panes(guest, OWNER)["gt-gastown-witness"][0]
+        guest.run(["sh", "-c", 'cd "$1" && gt standin seed-mail --to deacon/ --from '
+                   'gastown/witness -s "LIFECYCLE: gastown/witness requesting cycle" '
+                   "-m '{\"action\":\"cycle\"}'", "seed", town], user=OWNER)
+        show(guest, "systemctl", "reload", "gastown-lifecycle-mail")
+        guest.wait_for(lambda: tmux_panes(guest, OWNER).get("gt-gastown-witness", (witness,))[0]
+                       != witness, timeout=60, what="witness cycled")
+        print(f"gt-gastown-witness cycled (pane PID {witness} -> "
+              f"{tmux_panes(guest, OWNER)['gt-gastown-witness'][0]})")
+
+        say("journalctl GT_RIG=gastown (the rig's story) and GT_ROLE=deacon")
+        show(guest, "journalctl", "--no-pager", "GT_RIG=gastown", "-n", "12")
+        show(guest, "journalctl", "--no-pager", "GT_ROLE=polecat", "-n", "8")
+        show(guest, "systemctl", "list-units", "--no-pager", "gastown*")
         if args.keep:
             print(f"\nThe guest is running. Enter it with:\n"
                   f"  nsenter -t {guest.pid1} -m -u -i -p -r -w /bin/bash\n"

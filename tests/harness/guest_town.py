@@ -65,3 +65,40 @@ def unit_of(guest: GuestSystemd, pid: int) -> str:
     """The systemd unit whose cgroup holds ``pid`` (guest PID)."""
     cgroup = guest.run(["cat", f"/proc/{pid}/cgroup"], check=False).stdout
     return Path(cgroup.strip().split(":")[-1]).name if cgroup else ""
+
+
+_SETUP_RIG = """
+set -eu
+cd "$1"
+export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \\
+       GIT_COMMITTER_EMAIL=t@example.com
+if [ ! -d .repo.git ]; then
+  git init -q --bare -b main .repo.git
+  git init -q -b main .seed && echo rig > .seed/README
+  git -C .seed add README && git -C .seed commit -q -m initial
+  git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
+  rmdir mayor/rig && git clone -q "$PWD/.repo.git" mayor/rig
+  echo .agent/ > mayor/rig/.git/info/exclude
+fi
+mkdir -p "polecats/$2"
+git -C mayor/rig worktree add -q -b "polecat/$2" "$PWD/polecats/$2/$3"
+"""
+
+_HOOK_WORK = """
+set -eu
+cd "$1"
+issue=$(/usr/local/bin/bd create --title="work for $2" --type=task --silent)
+/usr/local/bin/bd create --json --id="$3" --title="Polecat $2" --type=agent \\
+   --labels=gt:agent --force >/dev/null
+/usr/local/bin/bd slot set "$3" hook "$issue" >/dev/null
+"""
+
+
+def add_polecat_with_work(guest: GuestSystemd, owner: str, town: str, rig: str, name: str,
+                          prefix: str = "gt") -> str:
+    """A real git worktree for polecat ``name`` and work hooked to its agent bead (as the
+    owner, inside the guest); returns the worktree path."""
+    guest.run(["sh", "-c", _SETUP_RIG, "setup", f"{town}/{rig}", name, rig], user=owner)
+    guest.run(["sh", "-c", _HOOK_WORK, "hook", town, name, f"{prefix}-{rig}-polecat-{name}"],
+              user=owner)
+    return f"{town}/{rig}/polecats/{name}/{rig}"

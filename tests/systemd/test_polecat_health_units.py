@@ -11,6 +11,7 @@ import pytest
 from tests.harness.guest import GuestSystemd
 from tests.harness.guest_town import (
     STANDIN_DIR,
+    add_polecat_with_work,
     configure,
     install_standins,
     make_owner_town,
@@ -21,38 +22,12 @@ OWNER = "carol"
 RIG = "gastown"
 SESSION = f"gt-{RIG}-nux"
 
-SETUP_RIG = """
-set -eu
-cd "$1"
-export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \
-       GIT_COMMITTER_EMAIL=t@example.com
-git init -q --bare -b main .repo.git
-git init -q -b main .seed && echo rig > .seed/README
-git -C .seed add README && git -C .seed commit -q -m initial
-git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
-rmdir mayor/rig && git clone -q "$PWD/.repo.git" mayor/rig
-echo .agent/ > mayor/rig/.git/info/exclude
-mkdir -p polecats/nux
-git -C mayor/rig worktree add -q -b polecat/nux "$PWD/polecats/nux/gastown"
-"""
-
-HOOK_WORK = """
-set -eu
-cd "$1"
-issue=$(/usr/local/bin/bd create --title=work --type=task --silent)
-/usr/local/bin/bd create --json --id=gt-gastown-polecat-nux --title="Polecat nux" --type=agent \
-   --labels=gt:agent --force >/dev/null
-/usr/local/bin/bd slot set gt-gastown-polecat-nux hook "$issue" >/dev/null
-"""
-
-
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
     guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
     install_standins(guest)
     path = make_owner_town(guest, OWNER, rigs={RIG: "gt"})
-    guest.run(["sh", "-c", SETUP_RIG, "setup", f"{path}/{RIG}"], user=OWNER)
-    guest.run(["sh", "-c", HOOK_WORK, "hook", path], user=OWNER)
+    add_polecat_with_work(guest, OWNER, path, RIG, "nux")
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                              "GT_RESTART_BACKOFF": "0"})
