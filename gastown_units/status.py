@@ -46,10 +46,13 @@ def tmux_panes(socket: str | None) -> dict[str, tuple[int, str]] | None:
     if not server.is_alive():
         return None
     panes: dict[str, tuple[int, str]] = {}
-    for pane in server.panes:
-        name = str(pane.session_name)
-        if name not in panes and pane.pane_pid:
-            panes[name] = (int(pane.pane_pid), str(pane.pane_current_command or ""))
+    # Not server.panes: libtmux 0.21 returns only one session's panes there.
+    for session in server.sessions:
+        for window in session.windows:
+            for pane in window.panes:
+                name = str(session.session_name)
+                if name not in panes and pane.pane_pid:
+                    panes[name] = (int(pane.pane_pid), str(pane.pane_current_command or ""))
     return panes
 
 

@@ -72,9 +72,11 @@ def main() -> int:
         add_polecat_with_work(guest, OWNER, town, "gastown", "nux")
         say(f"town {town} owned by {OWNER} (rig gastown, polecat nux with hooked work); "
             "configuring as README.md says")
+        # The demo crashes one polecat three times in a row: no restart backoff (the
+        # default is 30 s, doubling) so that each crash shows the event path's speed.
         configure(guest, OWNER, {"GT_TOWN_ROOT": town,
                                  "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
-                                 "GT_INTERVAL": "2"})
+                                 "GT_INTERVAL": "2", "GT_RESTART_BACKOFF": "0"})
         show(guest, "cat", "/etc/gastown/gastown.conf",
              "/etc/systemd/system/gastown-.service.d/owner.conf")
         show(guest, "systemctl", "enable", "--now", UNIT)

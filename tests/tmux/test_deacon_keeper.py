@@ -267,8 +267,11 @@ def test_cli_basics() -> None:
 
 def test_status_lists_agents_through_libtmux(town: Path, tmux_server: PrivateTmux) -> None:
     (town / "gastown" / "polecats" / "nux").mkdir()
-    assert keeper.run_once("deacon-keeper", town, tmux_server.socket, *DEGRADED).returncode == 0
+    # Two sessions (deacon and boot): libtmux 0.21 lists only one session's panes in
+    # Server.panes, which this guards against.
+    assert keeper.run_once("deacon-keeper", town, tmux_server.socket).returncode == 0
     pid, _ = poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=10, what="deacon")
+    boot, _ = poll_until(lambda: tmux_server.pane("gt-boot"), timeout=10, what="boot")
     result = subprocess.run(
         [sys.executable, "-m", "gastown_units", "status", "--town", str(town)],
         capture_output=True, text=True, timeout=30,
@@ -277,5 +280,6 @@ def test_status_lists_agents_through_libtmux(town: Path, tmux_server: PrivateTmu
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
     assert rows["deacon/"][1:4] == ["hq-deacon", "running", str(pid)]
+    assert rows["deacon/dogs/boot"][1:4] == ["gt-boot", "running", str(boot)]
     assert rows["gastown/witness"][2] == "missing"
     assert rows["gastown/nux"][1:3] == ["gt-gastown-nux", "missing"]

@@ -104,7 +104,7 @@ def test_cycle_restarts_the_witness_exactly_once(town: Path, tmux_server: Privat
     assert new != old and command == "claude"
     wait_gone(old)
     assert inbox_ids(town) == set()
-    assert starts(workdir) == 2
+    poll_until(lambda: starts(workdir) == 2, timeout=10, what="the second start logged")
     record = poll_until(lambda: (r := agent_record(workdir)) and r["pid"] == new and r,
                         timeout=20, what="restarted witness record")
     assert (record["env"]["GT_ROLE"], record["env"]["BD_ACTOR"]) == ("witness", f"{RIG}/witness")
