@@ -81,11 +81,11 @@ class RigService(TownService):
         agent, snap = begun
         gate = self.gate.check()
         if gate.reason != self._last_gate_reason:
-            if gate.operational and self._last_gate_reason is not None:
-                log.info("rig %s is operational again", self.rig)
-            else:
+            if not gate.operational:
                 log.warning("rig %s is not operational (%s): starting nothing", self.rig,
                             gate.reason)
+            elif self._last_gate_reason is not None:
+                log.info("rig %s is operational again", self.rig)
             self._last_gate_reason = gate.reason
         if not gate.operational:
             return f"rig {self.rig} not operational: {gate.reason}; nothing started"

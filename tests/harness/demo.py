@@ -126,7 +126,7 @@ def main() -> int:
 
         say("the Witness asks for a cycle: LIFECYCLE mail, processed at once on reload")
         witness = tmux_panes(guest, OWNER)["gt-gastown-witness"][0]
-        guest.run(["sh", "-c", 'cd "$1" && gt standin seed-mail --to deacon/ --from '
+        guest.run(["sh", "-c", 'cd "$1" && /usr/local/bin/gt standin seed-mail --to deacon/ --from '
                    'gastown/witness -s "LIFECYCLE: gastown/witness requesting cycle" '
                    "-m '{\"action\":\"cycle\"}'", "seed", town], user=OWNER)
         show(guest, "systemctl", "reload", "gastown-lifecycle-mail")
