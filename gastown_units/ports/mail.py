@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from gastown_units.errors import ToolError
 from gastown_units.ports import runner
+from gastown_units.ports.gt import GtCommand
 from gastown_units.town.jsonfile import parse_time
 
 
@@ -49,22 +49,11 @@ def _message(item: dict[str, Any]) -> Message:
     )
 
 
-class Mail:
+class Mail(GtCommand):
     """The ``gt mail`` port. ``env`` sets the sender identity (``GT_ROLE`` …, §5.3)."""
 
-    def __init__(self, *, binary: str, cwd: Path, timeout: float,
-                 env: dict[str, str] | None = None) -> None:
-        self.binary = binary
-        self.cwd = cwd
-        self.timeout = timeout
-        self.env = env or {}
-
     def _run(self, *args: str) -> runner.Result:
-        result = runner.run([self.binary, "mail", *args], timeout=self.timeout,
-                            cwd=self.cwd, env=self.env)
-        if not result.ok:
-            raise ToolError(f"gt mail {args[0]} failed: {result.error_line()}")
-        return result
+        return self.run("mail", *args)
 
     def inbox(self, identity: str) -> list[Message]:
         out = self._run("inbox", "--identity", identity, "--json").stdout

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from gastown_units.errors import ToolError
-from gastown_units.ports import runner
+from gastown_units.ports.gt import GtCommand
 
 
-class Sling:
-    def __init__(self, *, binary: str, cwd: Path, timeout: float,
-                 env: dict[str, str] | None = None) -> None:
-        self.binary = binary
-        self.cwd = cwd
-        self.timeout = timeout
-        self.env = env or {}
-
+class Sling(GtCommand):
     def sling(self, bead: str, rig: str) -> str:
-        result = runner.run([self.binary, "sling", bead, rig], timeout=self.timeout,
-                            cwd=self.cwd, env=self.env)
-        if not result.ok:
-            raise ToolError(f"gt sling {bead} {rig} failed: {result.error_line()}")
-        return result.stdout.strip()
+        return self.run("sling", bead, rig).stdout.strip()

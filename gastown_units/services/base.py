@@ -14,6 +14,7 @@ from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.identity import Role
 from gastown_units.town.layout import Town
 from gastown_units.town.patrols import patrol_enabled
+from gastown_units.town.rigs import Rig, load_rigs
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class TownService:
         except ToolMissing as exc:
             raise ConfigError(str(exc)) from None
         return town
+
+    def load_rigs(self, town: Town) -> dict[str, Rig]:
+        """The town's rigs; a malformed ``mayor/rigs.json`` is a configuration error."""
+        try:
+            return load_rigs(town)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def take_town(self, town: Town) -> None:
         """Hold the shared town lock (refuses beside ``gt daemon``) and build the keeper."""

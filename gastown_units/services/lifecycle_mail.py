@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gastown_units.config import Settings
-from gastown_units.errors import ConfigError, GastownError, ToolError
+from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail, Message
@@ -92,10 +92,7 @@ class LifecycleMail(TownService):
 
     def setup(self, ctx: Context) -> str:
         town = self.open_town()
-        try:
-            rigs = load_rigs(town)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        rigs = self.load_rigs(town)
         self.take_town(town)
         self._use_rigs(town, rigs)
         s = self.settings
@@ -113,7 +110,7 @@ class LifecycleMail(TownService):
     def _reload_rigs(self) -> None:
         """Pick up rigs added since the start; keep the known ones if the file is broken."""
         try:
-            rigs = load_rigs(self.town)
+            rigs = load_rigs(self.town)  # ValueError handled here: a pass, not setup
         except ValueError as exc:
             if str(exc) != self._rigs_problem:
                 log.warning("cannot reload the rigs, keeping the %d known: %s",

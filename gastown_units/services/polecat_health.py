@@ -28,7 +28,7 @@ from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
-from gastown_units.town.rigs import default_branch, load_rigs, rig_prefixes
+from gastown_units.town.rigs import default_branch, rig_prefixes
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ class PolecatHealth(TownService):
 
     def setup(self, ctx: Context) -> str:
         town = self.open_town()
+        self.rigs = self.load_rigs(town)
         try:
-            self.rigs = load_rigs(town)
             self.prefixes = rig_prefixes(town, self.rigs)
             self.agent(Role.POLECAT, None, town=town)
         except ValueError as exc:

@@ -17,7 +17,7 @@ from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.names import valid_name
-from gastown_units.town.rigs import load_rigs, rig_prefixes
+from gastown_units.town.rigs import rig_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,7 @@ class RigService(TownService):
 
     def setup(self, ctx: Context) -> str:
         town = self.open_town()
-        try:
-            rigs = load_rigs(town)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        rigs = self.load_rigs(town)
         if self.rig not in rigs:
             known = ", ".join(sorted(rigs)) or "none"
             raise ConfigError(f"rig {self.rig!r} is not in {town.rigs_json} (rigs: {known})")

@@ -64,7 +64,9 @@ def test_event_path_restarts_a_killed_polecat_within_seconds(guest: GuestSystemd
         timings.append(time.monotonic() - killed)
     print(f"\ncrash-to-restart through the event path: "
           f"{', '.join(f'{t:.2f}s' for t in timings)}")
-    record = json.loads(guest.read_file(f"{town}/{RIG}/polecats/nux/{RIG}/.agent/record.json"))
+    record_path = f"{town}/{RIG}/polecats/nux/{RIG}/.agent/record.json"
+    record = guest.wait_for(lambda: (r := json.loads(guest.read_file(record_path)))
+                            and r["pid"] == pid and r, timeout=30, what="the new agent's record")
     assert record["env"]["GT_POLECAT"] == "nux" and record["env"]["GT_ROLE"] == "polecat"
     log = guest.journal("-u", "gastown-polecat-health.service", "-o", "cat")
     assert log.count("CRASH DETECTED: polecat gastown/nux") == 3

@@ -92,8 +92,9 @@ def test_rig_target_stops_and_starts_both(guest: GuestSystemd, town: str) -> Non
     guest.systemctl("start", f"gastown-rig@{RIG}.target")
     guest.systemctl("stop", f"gastown-rig@{RIG}.target")
     for role in ("witness", "refinery"):
-        assert guest.show(f"gastown-{role}@{RIG}.service", "ActiveState")["ActiveState"] \
-            == "inactive"
+        guest.wait_for(lambda role=role: guest.show(f"gastown-{role}@{RIG}.service",
+                                                    "ActiveState")["ActiveState"] == "inactive",
+                       timeout=30, what=f"{role} stopped with the rig target")
     assert {s: _running(guest, s) for s in before} == before
     guest.systemctl("start", f"gastown-rig@{RIG}.target")
     for role in ("witness", "refinery"):

@@ -83,6 +83,7 @@ def test_witness_starts_with_role_env_and_rig_theme(town: Path,
                                                    tmux_server: PrivateTmux) -> None:
     result = witness(town, tmux_server)
     assert result.returncode == 0, result.stderr
+    assert "not operational" not in result.stderr
     record = poll_until(lambda: agent_record(town / RIG / "witness"), timeout=20,
                         what="witness agent")
     env = record["env"]
