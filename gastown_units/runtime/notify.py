@@ -6,6 +6,7 @@ environment so that no child (tmux client, bd, gt) can inherit them (design rule
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -13,6 +14,8 @@ try:
     from sdnotify import SystemdNotifier
 except ImportError:  # pragma: no cover - the .deb depends on python3-sdnotify
     SystemdNotifier = None  # type: ignore[assignment,misc]
+
+log = logging.getLogger(__name__)
 
 _NOTIFY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -46,8 +49,16 @@ class Notifier:
         self.last_status = ""
 
     def send(self, message: str) -> None:
-        if self._notifier is not None:
-            self._notifier.notify(message)
+        """Send UTF-8 on sdnotify's socket: its ``notify()`` encodes Latin-1 and silently
+        drops any message with another character (a STATUS= line with "…" or a rig name
+        in another script would vanish)."""
+        sock = getattr(self._notifier, "socket", None)
+        if sock is None:
+            return
+        try:
+            sock.sendall(message.encode("utf-8"))
+        except OSError as exc:
+            log.debug("sd_notify %r failed: %s", message.split("=", 1)[0], exc)
 
     def ready(self, status: str) -> None:
         self.status(status)

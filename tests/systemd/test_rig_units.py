@@ -31,7 +31,7 @@ def town(guest: GuestSystemd) -> Iterator[str]:
                      owner=OWNER)
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
-                             "GT_INTERVAL": "2"})
+                             "GT_INTERVAL": "2", "GT_BD_TIMEOUT": "3"})
     guest.systemctl("enable", "--now", f"gastown-witness@{RIG}", f"gastown-refinery@{RIG}")
     yield path
     guest.systemctl("stop", "gastown.target", check=False)
@@ -118,3 +118,28 @@ def test_unknown_rig_fails_once(guest: GuestSystemd, town: str) -> None:
     assert guest.show(unit, "ExecMainStatus")["ExecMainStatus"] == "78"
     assert "is not in" in guest.journal("-u", unit, "-o", "cat")
     guest.systemctl("reset-failed", unit, check=False)
+
+
+def test_hanging_bd_is_survived_and_kills_nothing(guest: GuestSystemd, town: str) -> None:
+    unit = f"gastown-witness@{RIG}.service"
+    before = {s: _wait(guest, s) for s in (f"gt-{RIG}-witness", f"gt-{RIG}-refinery")}
+    restarts = guest.show(unit, "NRestarts")["NRestarts"]
+    calls = f"{town}/.standin/calls.jsonl"
+
+    def shows() -> int:  # the stand-in logs every call before it starts to hang
+        return guest.read_file(calls).count('"show"')
+
+    seen = shows()
+    guest.run(["touch", f"{town}/.standin/bd.hang"], user=OWNER)
+    try:  # every pass waits 3 s for bd, well inside the 60 s watchdog: the loop progresses
+        guest.wait_for(lambda: "no answer within 3s" in guest.show(unit, "StatusText")
+                       ["StatusText"], timeout=60, interval=1, what="a pass that timed out")
+        seen = shows()
+        guest.wait_for(lambda: shows() >= seen + 4, timeout=60, interval=1,
+                       what="more passes of both rig services with a hanging bd")
+        shown = guest.show(unit, "ActiveState", "NRestarts", "StatusText")
+        assert (shown["ActiveState"], shown["NRestarts"]) == ("active", restarts)
+        assert "no answer within 3s" in shown["StatusText"]
+        assert {s: _running(guest, s) for s in before} == before
+    finally:
+        guest.run(["rm", "-f", f"{town}/.standin/bd.hang"])
