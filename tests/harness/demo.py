@@ -19,8 +19,7 @@ from tests.harness.guest_town import (
     STANDIN_DIR,
     add_polecat_with_work,
     configure,
-    install_standins,
-    make_owner_town,
+    new_town,
     tmux_panes,
 )
 
@@ -66,9 +65,7 @@ def main() -> int:
     with GuestSystemd() as guest:
         say("guest systemd booted over an overlay root (host untouched); installing the .deb")
         guest.install_deb(args.deb)
-        guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
-        install_standins(guest)
-        town = make_owner_town(guest, OWNER, rigs={"gastown": "gt"})
+        town = new_town(guest, OWNER, rigs={"gastown": "gt"})
         add_polecat_with_work(guest, OWNER, town, "gastown", "nux")
         say(f"town {town} owned by {OWNER} (rig gastown, polecat nux with hooked work); "
             "configuring as README.md says")

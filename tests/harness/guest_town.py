@@ -35,6 +35,14 @@ def make_owner_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None
     return path
 
 
+def new_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None) -> str:
+    """Everything a test town in a guest needs: PID 1's unit messages in the journal,
+    the stand-ins, the owner and the town; returns the town path."""
+    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
+    install_standins(guest)
+    return make_owner_town(guest, owner, rigs=rigs)
+
+
 def configure(guest: GuestSystemd, owner: str, settings: dict[str, str]) -> None:
     """Write /etc/gastown/gastown.conf and the owner drop-in, as the README says."""
     conf = "".join(f"{key}={value}\n" for key, value in settings.items())

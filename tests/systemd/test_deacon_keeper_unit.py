@@ -11,8 +11,7 @@ from tests.harness.guest_town import (
     STANDIN_DIR,
     agent_record,
     configure,
-    install_standins,
-    make_owner_town,
+    new_town,
     tmux_panes,
     unit_of,
 )
@@ -23,10 +22,7 @@ OWNER = "alice"
 
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
-    # The guest's PID 1 logs to its console; send its messages about units to the journal too.
-    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
-    install_standins(guest)
-    path = make_owner_town(guest, OWNER)
+    path = new_town(guest, OWNER)
     configure(guest, OWNER, {
         "GT_TOWN_ROOT": path,
         "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",

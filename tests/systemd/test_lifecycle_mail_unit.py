@@ -11,8 +11,7 @@ from tests.harness.guest import GuestSystemd
 from tests.harness.guest_town import (
     STANDIN_DIR,
     configure,
-    install_standins,
-    make_owner_town,
+    new_town,
     tmux_panes,
 )
 
@@ -24,9 +23,7 @@ WITNESS = f"gt-{RIG}-witness"
 
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
-    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
-    install_standins(guest)
-    path = make_owner_town(guest, OWNER, rigs={RIG: "gt"})
+    path = new_town(guest, OWNER, rigs={RIG: "gt"})
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                              "GT_LIFECYCLE_INTERVAL": "1h",  # only reload triggers a pass

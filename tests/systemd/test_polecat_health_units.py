@@ -13,8 +13,7 @@ from tests.harness.guest_town import (
     STANDIN_DIR,
     add_polecat_with_work,
     configure,
-    install_standins,
-    make_owner_town,
+    new_town,
     tmux_panes,
 )
 
@@ -24,9 +23,7 @@ SESSION = f"gt-{RIG}-nux"
 
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
-    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
-    install_standins(guest)
-    path = make_owner_town(guest, OWNER, rigs={RIG: "gt"})
+    path = new_town(guest, OWNER, rigs={RIG: "gt"})
     add_polecat_with_work(guest, OWNER, path, RIG, "nux")
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",

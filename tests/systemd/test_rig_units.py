@@ -11,8 +11,7 @@ from tests.harness.guest_town import (
     STANDIN_DIR,
     agent_record,
     configure,
-    install_standins,
-    make_owner_town,
+    new_town,
     tmux_panes,
     unit_of,
 )
@@ -24,9 +23,7 @@ BROKEN = "broken"
 
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
-    guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
-    install_standins(guest)
-    path = make_owner_town(guest, OWNER, rigs={RIG: "mr", BROKEN: "br"})
+    path = new_town(guest, OWNER, rigs={RIG: "mr", BROKEN: "br"})
     guest.write_file(f"{path}/.beads-wisp/config/{BROKEN}.json", "{ this is not json",
                      owner=OWNER)
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
