@@ -105,7 +105,8 @@ def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug
     setup_logging(identifier, role=role, rig=rig, debug=debug)
     settings = Settings.load(overrides={"town_root": town_root, **knobs})
     interval = settings.lifecycle_interval if service == "lifecycle-mail" else settings.interval
-    code = run_service(_service(service, settings, rig), interval=interval, once=once)
+    code = run_service(_service(service, settings, rig), interval=interval, once=once,
+                       event_file=settings.event_file)
     sys.exit(code)
 
 

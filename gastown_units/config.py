@@ -139,8 +139,8 @@ KNOBS: tuple[Knob, ...] = (
          "A live polecat with hooked work whose agent bead is not updated this long "
          "violates GUPP (mail to the witness)."),
     Knob("event_file", "GT_EVENT_FILE", _path,
-         "File the tmux hooks touch when a session closes; a sweep that sees it change "
-         "while it runs sweeps again (events during a sweep are never lost)."),
+         "File the tmux hooks touch when a session closes: long-running services wake on "
+         "it at once, and a sweep that sees it change while it runs sweeps again."),
     Knob("spawn_grace", "GT_SPAWN_GRACE", _seconds,
          "A polecat that started spawning less than this ago is not restarted."),
 )

@@ -15,11 +15,13 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, EX_OK, ConfigError, GastownError
 from gastown_units.runtime.notify import Notifier
+from gastown_units.runtime.wake import EventWatch
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +104,20 @@ class _Signals:
         self.wake = True
         self._poke()
 
-    def wait(self, seconds: float) -> None:
-        """Sleep up to ``seconds``; return early on any signal."""
+    def wait(self, seconds: float, events: EventWatch | None = None) -> None:
+        """Sleep up to ``seconds``; return early on any signal or tmux event."""
         if self.stop or self.wake:
             return
-        ready, _, _ = select.select([self._read], [], [], max(0.0, seconds))
-        if ready:
+        fds = [self._read]
+        if events is not None:
+            events.arm()
+            if events.fd is not None:
+                fds.append(events.fd)
+        ready, _, _ = select.select(fds, [], [], max(0.0, seconds))
+        if events is not None and events.fd in ready:
+            events.drain()
+            self.wake = True
+        if self._read in ready:
             try:
                 while os.read(self._read, 64):
                     pass
@@ -116,11 +126,16 @@ class _Signals:
 
 
 def run_service(service: Service, *, interval: float, once: bool,
-                notifier: Notifier | None = None) -> int:
-    """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code."""
+                notifier: Notifier | None = None, event_file: Path | None = None) -> int:
+    """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code.
+
+    Between passes it waits for the interval, a signal (SIGHUP/SIGUSR1: pass now) or a
+    change of ``event_file`` (tmux reported a closed session).
+    """
     notifier = notifier or Notifier()
     signals = _Signals()
     signals.install()
+    events = EventWatch(None if once else event_file)
     ctx = Context(notifier, lambda: signals.stop)
     try:
         try:
@@ -150,10 +165,10 @@ def run_service(service: Service, *, interval: float, once: bool,
                 return EX_FAILURE if ctx.failures else EX_OK
             deadline = time.monotonic() + interval
             while not signals.stop and not signals.wake and time.monotonic() < deadline:
-                signals.wait(min(wait, deadline - time.monotonic()))
+                signals.wait(min(wait, deadline - time.monotonic()), events)
                 notifier.ping()
             if signals.wake and not signals.stop:
-                log.info("woken by signal: running a pass now")
+                log.debug("woken (signal or tmux event): running a pass now")
         notifier.stopping(f"{service.name} stopping (agent sessions are left running)")
         log.info("%s stopping on request; agent sessions are left running", service.name)
         return EX_OK
@@ -161,4 +176,5 @@ def run_service(service: Service, *, interval: float, once: bool,
         try:
             service.close()
         finally:
+            events.close()
             signals.restore()

@@ -283,3 +283,25 @@ def test_status_lists_agents_through_libtmux(town: Path, tmux_server: PrivateTmu
     assert rows["deacon/dogs/boot"][1:4] == ["gt-boot", "running", str(boot)]
     assert rows["gastown/witness"][2] == "missing"
     assert rows["gastown/nux"][1:3] == ["gt-gastown-nux", "missing"]
+
+
+def test_tmux_event_wakes_the_keeper_long_before_its_interval(
+        town: Path, tmux_server: PrivateTmux, tmp_path: Path) -> None:
+    events = tmp_path / "run" / "events"
+    events.parent.mkdir()
+    hooks = subprocess.run(
+        [sys.executable, "-m", "gastown_units", "tmux-ready", "--event-file", str(events)],
+        capture_output=True, text=True, timeout=30,
+        env=keeper.service_env({"GT_TMUX_SOCKET": tmux_server.socket}))
+    assert hooks.returncode == 0, hooks.stderr
+    proc = keeper.start("deacon-keeper", town, tmux_server.socket, *DEGRADED,
+                        "--interval", "1h", env={"GT_EVENT_FILE": str(events)})
+    try:
+        first = poll_until(lambda: (p := tmux_server.pane("hq-deacon")) and p[1] == "claude"
+                           and p[0], timeout=30, what="deacon")
+        control_agent(_deacon_dir(town), "crash")
+        poll_until(lambda: (p := tmux_server.pane("hq-deacon")) and p[0] != first,
+                   timeout=20, what="deacon replaced after the tmux event (interval is 1h)")
+    finally:
+        code, out = keeper.stop(proc)
+    assert code == 0, out
