@@ -6,9 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.harness.tmux_server import PrivateTmux
 from tests.harness.town import make_town
+
+# Fuzzing is about inputs, not speed: no per-example deadline on a loaded CI machine.
+settings.register_profile("gastown", deadline=None)
+settings.load_profile("gastown")
 
 
 @pytest.fixture
