@@ -37,7 +37,7 @@ def watchdog_period(environ: dict[str, str] | None = None, pid: int | None = Non
 
 
 class Notifier:
-    """READY/STATUS/WATCHDOG/STOPPING/RELOADING messages; a no-op outside systemd."""
+    """READY/STATUS/WATCHDOG/STOPPING messages; a no-op outside systemd."""
 
     def __init__(self) -> None:
         self.period = watchdog_period()
@@ -71,9 +71,6 @@ class Notifier:
 
     def stopping(self, status: str = "stopping") -> None:
         self.send(f"STOPPING=1\nSTATUS={status}")
-
-    def reloading(self) -> None:
-        self.send("RELOADING=1")
 
     def ping(self, force: bool = False) -> None:
         """Keep the watchdog fed; call from the working loop, as often as you like."""

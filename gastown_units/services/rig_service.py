@@ -87,12 +87,14 @@ class RigService(TownService):
         if not gate.operational:
             return f"rig {self.rig} not operational: {gate.reason}; nothing started"
         ctx.progress()
-        parts = [self._keep(agent, snap, ctx)]
+        status, changed = self._keep(agent, snap, ctx)
         ctx.progress()
-        parts += self.patrol_pass(self.tmux.snapshot(), ctx)
+        # Look at tmux again only if this pass changed it (one listing per quiet pass).
+        parts = [status, *self.patrol_pass(self.tmux.snapshot() if changed else snap, ctx)]
         return "; ".join(p for p in parts if p)
 
-    def _keep(self, agent: AgentProgram, snap: Snapshot, ctx: Context) -> str:
+    def _keep(self, agent: AgentProgram, snap: Snapshot, ctx: Context) -> tuple[str, bool]:
+        """Keep the rig agent; (status part, whether sessions changed)."""
         where = {"GT_AGENT": self.identity.address}
         try:
             ensured = self.keeper.ensure(self.identity, agent, snap, ctx,
@@ -100,7 +102,7 @@ class RigService(TownService):
         except (StartFailed, ToolError) as exc:
             log.error("could not start %s: %s", self.identity.session, exc, extra=where)
             ctx.failed(str(exc))
-            return f"{self.identity.session} start failed: {exc}"
+            return f"{self.identity.session} start failed: {exc}", True
         up = (time.time() - ensured.pane.created) / 60
         return (f"{self.identity.session} {ensured.outcome} "
-                f"(pane PID {ensured.pane.pid}, up {up:.0f} min)")
+                f"(pane PID {ensured.pane.pid}, up {up:.0f} min)", ensured.outcome != "running")

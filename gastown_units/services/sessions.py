@@ -113,7 +113,6 @@ class Ensured:
 
     outcome: str
     pane: Pane
-    replaced_zombie: bool = False
 
 
 class SessionKeeper:
@@ -154,7 +153,7 @@ class SessionKeeper:
             log.warning("%s is not running: starting it", identity.session, extra=where)
         new = self.start(identity, agent, ctx, options or StartOptions())
         log.info("%s running (pane PID %d)", identity.session, new.pid, extra=where)
-        return Ensured("started", new, state is Liveness.ZOMBIE)
+        return Ensured("started", new)
 
     def start(self, identity: Identity, agent: AgentProgram, ctx: Context,
               options: StartOptions | None = None, *, prompt: bool = True) -> Pane:
@@ -275,6 +274,3 @@ class SessionKeeper:
         log.info("nudged %s: %s", session, message, extra={"GT_AGENT": session})
         return True
 
-
-def find(snapshot: Snapshot, identity: Identity) -> Pane | None:
-    return snapshot.first_pane(identity.session)
