@@ -216,7 +216,7 @@ def status(town_root: Path | None) -> None:
 @click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
               help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
 def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
-    """Let polecat-health restart AGENT again (after a crash loop or during backoff).
+    """Let AGENT be restarted again: after a crash loop, during backoff, after a shutdown.
 
     AGENT may be any spelling: gastown/nux, gt-gastown-nux, gt-gastown-polecat-nux, ...
     """
@@ -235,6 +235,11 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
         cleared = clear_backoff(town, who.session, Policy())
     except (ValueError, OSError) as exc:
         raise GastownError(f"cannot update the restart state: {exc}") from None
+    from gastown_units.town.shutdown_marks import clear_mark
+
+    if clear_mark(town, who.session):
+        click.echo(f"removed the shutdown marker of {who.address} ({who.session}); "
+                   "its keeper may start it again")
     if cleared:
         click.echo(f"cleared restart backoff of {who.address} ({who.session}); "
                    "the next polecat-health sweep may restart it")

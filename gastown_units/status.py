@@ -12,6 +12,7 @@ from typing import Any
 import libtmux
 
 from gastown_units.config import Settings
+from gastown_units.services.sessions import pane_liveness
 from gastown_units.town.agents import resolve_agent
 from gastown_units.town.identity import BOOT, DEACON, Identity, Role
 from gastown_units.town.layout import Town
@@ -40,19 +41,20 @@ def expected_agents(town: Town, rigs: list[str]) -> list[Identity]:
     return agents
 
 
-def tmux_panes(socket: str | None) -> dict[str, tuple[int, str]] | None:
-    """First pane of every session: name -> (PID, command); None without a server."""
+def tmux_panes(socket: str | None) -> dict[str, tuple[int, str, bool]] | None:
+    """First pane of every session: name -> (PID, command, dead); None without a server."""
     server: Any = libtmux.Server(socket_name=socket) if socket else libtmux.Server()
     if not server.is_alive():
         return None
-    panes: dict[str, tuple[int, str]] = {}
+    panes: dict[str, tuple[int, str, bool]] = {}
     # Not server.panes: libtmux 0.21 returns only one session's panes there.
     for session in server.sessions:
         for window in session.windows:
             for pane in window.panes:
                 name = str(session.session_name)
                 if name not in panes and pane.pane_pid:
-                    panes[name] = (int(pane.pane_pid), str(pane.pane_current_command or ""))
+                    panes[name] = (int(pane.pane_pid), str(pane.pane_current_command or ""),
+                                   str(getattr(pane, "pane_dead", "") or "") == "1")
     return panes
 
 
@@ -68,6 +70,6 @@ def collect(settings: Settings) -> tuple[Town, list[AgentRow], bool]:
             rows.append(AgentRow(who, "missing", None, ""))
             continue
         agent = resolve_agent(town, who.role, who.rig, settings.agent_command)
-        state = "running" if agent.is_running(pane[1]) else "zombie"
+        state = pane_liveness(pane[1], pane[0], pane[2], agent).value  # the keepers' rule
         rows.append(AgentRow(who, state, pane[0], pane[1]))
     return town, rows, panes is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from gastown_units.errors import ToolError
@@ -30,18 +31,24 @@ class Git:
             return f"{len(lines)} uncommitted change(s), e.g. {lines[0].strip()}"
         return None
 
-    def pre_sync(self, tree: Path, branch: str) -> list[str]:
+    def pre_sync(self, tree: Path, branch: str,
+                 progress: Callable[[], None] | None = None) -> list[str]:
         """``git fetch origin`` then ``git pull --rebase origin BRANCH`` (§6.5 step 3).
 
-        Never raises: a failure is returned as a line for the log, and a failed fetch
-        skips the pull. Returns the problems seen (empty when both worked).
+        Never raises a tool failure: it is returned as a line for the log, and a failed
+        fetch skips the pull. Returns the problems seen (empty when both worked).
+        ``progress`` runs between the steps (it feeds the watchdog).
         """
+        tick = progress or (lambda: None)
         problems: list[str] = []
         try:
+            tick()
             fetch = self._run(tree, "fetch", "origin")
+            tick()
             if not fetch.ok:
                 return [f"git fetch origin failed: {fetch.error_line()}"]
             pull = self._run(tree, "pull", "--rebase", "origin", branch)
+            tick()
             if not pull.ok:
                 problems.append(f"git pull --rebase origin {branch} failed: "
                                 f"{pull.error_line()}")

@@ -6,9 +6,12 @@ import logging
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolMissing
+from gastown_units.ports.agent_locks import AgentLocks
+from gastown_units.ports.git import Git
 from gastown_units.ports.locks import TownLock, shutdown_in_progress
 from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
+from gastown_units.services.actor import AgentActor
 from gastown_units.services.sessions import SessionKeeper
 from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.identity import Role
@@ -32,8 +35,10 @@ class TownService:
         self.settings = settings
         self.tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
                          timeout=settings.tmux_timeout)
+        self.git = Git(binary=settings.git_bin, timeout=settings.git_timeout)
         self._town: Town | None = None
         self._keeper: SessionKeeper | None = None
+        self._actor: AgentActor | None = None
         self._lock: TownLock | None = None
 
     @property
@@ -45,6 +50,15 @@ class TownService:
     def keeper(self) -> SessionKeeper:
         assert self._keeper is not None, "setup() not run"
         return self._keeper
+
+    @property
+    def actor(self) -> AgentActor:
+        assert self._actor is not None, "setup() not run"
+        return self._actor
+
+    def holder(self) -> str:
+        """Who this process is, in the agent locks it holds (for others' logs)."""
+        return self.name
 
     def open_town(self) -> Town:
         """Open and check the town, the patrol toggles and tmux; ConfigError if unusable."""
@@ -74,6 +88,9 @@ class TownService:
         self._town = town
         self._keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
                                      kill_grace=self.settings.kill_grace)
+        locks = AgentLocks(town.agent_locks_dir, self.holder())
+        self._actor = AgentActor(town, self.tmux, self._keeper, self.git, locks,
+                                 ready_prompt=self.settings.ready_prompt)
 
     def agent(self, role: Role, rig: str | None = None, town: Town | None = None
               ) -> AgentProgram:
@@ -111,5 +128,7 @@ class TownService:
             return WAITING_FOR_TMUX
 
     def close(self) -> None:
+        if self._actor:
+            self._actor.locks.release_all()
         if self._lock:
             self._lock.release()

@@ -15,23 +15,18 @@ from datetime import datetime
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError, ToolError
-from gastown_units.ports.tmux import Snapshot
+from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.loop import Context
+from gastown_units.services.actor import Kept
 from gastown_units.services.base import TownService
-from gastown_units.services.sessions import (
-    Liveness,
-    StartFailed,
-    StartOptions,
-    Theme,
-    liveness,
-)
+from gastown_units.services.profiles import Reason
+from gastown_units.services.sessions import Liveness, StartFailed, liveness
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import BOOT, DEACON, Role
 
 log = logging.getLogger(__name__)
 
-DEACON_THEME = Theme("#2d1f3d", "#c0b0d0", "🐺 Deacon")
 HEALTH_CHECK = "HEALTH_CHECK: heartbeat stale, respond to confirm responsiveness"
 
 
@@ -53,6 +48,7 @@ class DeaconKeeper(TownService):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._last_boot_spawn: float | None = None
+        self._held_logged: str | None = None
 
     def setup(self, ctx: Context) -> str:
         town = self.open_town()
@@ -83,14 +79,26 @@ class DeaconKeeper(TownService):
     def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                        ctx: Context) -> Snapshot:
         try:
-            ensured = self.keeper.ensure(DEACON, agent, snap, ctx, StartOptions(theme=DEACON_THEME))
+            kept = self.actor.keep(DEACON, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
             log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
             report.notes.append(f"deacon start failed: {exc}")
             report.did("error", "deacon")
             ctx.failed(str(exc))
             return self.tmux.snapshot()
-        if ensured.outcome == "running":
+        if kept.outcome is Kept.HELD:
+            if self._held_logged != kept.detail:
+                log.info("the Deacon was %s: not restarting it (start it by hand, or "
+                         "`gastown-units clear-backoff deacon/`)", kept.detail,
+                         extra={"GT_AGENT": DEACON.address})
+                self._held_logged = kept.detail
+            report.notes.append(f"deacon down: {kept.detail}")
+            return snap
+        self._held_logged = None
+        if kept.outcome is Kept.BUSY:
+            report.notes.append(f"deacon: another service is acting on it ({kept.detail})")
+            return snap
+        if kept.outcome is Kept.RUNNING:
             return snap
         report.did("start", "deacon")
         return self.tmux.snapshot()
@@ -104,7 +112,11 @@ class DeaconKeeper(TownService):
             return
         self._last_boot_spawn = now
         try:
-            self.keeper.start(BOOT, self.agent(Role.BOOT), ctx)
+            agent = self.agent(Role.BOOT)
+            with self.actor.hold(BOOT, "spawn") as mine:
+                if not mine or self.actor.pane_now(BOOT) is not None:
+                    return  # someone else is at it, or Boot came up meanwhile
+                self.actor.start(BOOT, agent, ctx, Reason.KEEP)
             log.info("spawned Boot (%s) for triage", BOOT.session,
                      extra={"GT_AGENT": BOOT.address})
         except (ValueError, GastownError) as exc:
@@ -124,16 +136,33 @@ class DeaconKeeper(TownService):
             return
         minutes = f"{age / 60:.0f} min"
         if age > s.heartbeat_kill:
-            log.warning("Deacon heartbeat is %s old (> %g min): killing and restarting it",
-                        minutes, s.heartbeat_kill / 60, extra={"GT_AGENT": DEACON.address})
-            keeper.kill(DEACON.session, pane, ctx)
-            report.did("restart", "deacon-stuck")
-            self._ensure_deacon(self.tmux.snapshot(), agent, report, ctx)
+            self._restart_stuck(pane, agent, minutes, report, ctx)
             return
         if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval):
             log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
                         extra={"GT_AGENT": DEACON.address})
             report.did("nudge", "deacon-stale")
+
+    def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
+                       report: PassReport, ctx: Context) -> None:
+        """Kill and restart a Deacon whose heartbeat is too old, under its lock."""
+        where = {"GT_AGENT": DEACON.address}
+        with self.actor.hold(DEACON, "restart (stale heartbeat)") as mine:
+            if not mine:
+                report.notes.append("deacon: another service is acting on it")
+                return
+            now = self.actor.pane_now(DEACON)
+            if now is None or now.pid != pane.pid:
+                return  # restarted or stopped by someone else meanwhile: nothing stale
+            log.warning("Deacon heartbeat is %s old (> %g min): killing and restarting it",
+                        minutes, self.settings.heartbeat_kill / 60, extra=where)
+            report.did("restart", "deacon-stuck")
+            try:
+                self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
+            except (StartFailed, ToolError) as exc:
+                log.error("could not restart the Deacon: %s", exc, extra=where)
+                report.notes.append(f"deacon restart failed: {exc}")
+                ctx.failed(str(exc))
 
     def _write_triage(self, report: PassReport) -> None:
         """Degraded mode: record the mechanical triage as Boot would (§1.6)."""

@@ -3,15 +3,20 @@
 A request (subject ``LIFECYCLE: …``) asks to cycle, restart or shut down its *sender*.
 Every pass reads the Deacon's inbox and, per request, oldest first:
 
-1. reads the action and the sender; what cannot be read (body, sender, a rig that is not
-   in ``rigs.json``) stays in the inbox for a human, with one warning per message;
+1. gathers the facts (action, sender, age, the target's session, strict-mode state, the
+   rig's state) and decides with the pure :func:`lifecycle_parse.decide`; what cannot be
+   read (body, sender, a rig that is not in ``rigs.json``) stays in the inbox for a
+   human, with one warning per message, and so does a request whose rig state cannot be
+   read now (a ``bd`` failure is "unknown", never "drop");
 2. deletes unexecuted a request past ``lifecycle_max_age`` or older than the target's
    session (written before the last start, so already answered);
-3. in strict mode, requires ``requesting_<action>: true`` in the agent's ``state.json``;
+3. takes the agent's lock (another service acting on it: the request waits), looks at the
+   session again and decides again, so a keeper's restart in between makes it stale;
 4. **claims** the request (``gt mail delete``) and only then acts: a request is acted on
    at most once, a failed claim means no action this pass (design rule 4);
-5. shutdown kills the session's process tree; cycle and restart (identical, as in Gas
-   Town) kill it, pre-sync git checkouts and start the agent again.
+5. shutdown writes the agent's shutdown marker (keepers and polecat-health keep it down)
+   and kills the session's process tree; cycle and restart (identical, as in Gas Town)
+   kill it and start it again by its start profile (pre-sync, hook, ready wait, …).
 
 Decisions of our own:
 - A rig-scoped cycle/restart on a rig that is not operational (parked, docked, …) leaves
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,44 +40,35 @@ from typing import Any
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.beads import Beads
-from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
 from gastown_units.runtime.loop import Context
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService
-from gastown_units.services.deacon_keeper import DEACON_THEME
 from gastown_units.services.lifecycle_parse import (
     Action,
-    TooOld,
+    Decision,
+    RequestFacts,
+    Verdict,
     confirmed,
+    decide,
     is_lifecycle,
     parse_action,
     state_file,
     too_old,
     without_request,
 )
-from gastown_units.services.refinery import STARTUP_FALLBACK
+from gastown_units.services.profiles import Reason
 from gastown_units.services.rig_gate import Gate, RigGate
-from gastown_units.services.sessions import (
-    Liveness,
-    StartFailed,
-    StartOptions,
-    Theme,
-    liveness,
-    rig_theme,
-)
+from gastown_units.services.sessions import StartFailed
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.jsonfile import read_json, write_json_atomic
 from gastown_units.town.layout import Town
-from gastown_units.town.rigs import Rig, default_branch, load_rigs, rig_prefixes
+from gastown_units.town.rigs import Rig, load_rigs, rig_prefixes
 
 log = logging.getLogger(__name__)
 
 INBOX = "deacon/"
-MAYOR_THEME = Theme("#3d3200", "#ffd700", "🎩 Mayor")
-KILL_SETTLE = 0.5  # Gas Town sleeps 500 ms between the kill and the restart
-_PRE_SYNC_ROLES = frozenset({Role.REFINERY, Role.POLECAT, Role.CREW})  # needs_pre_sync
 
 
 class LifecycleMail(TownService):
@@ -82,7 +79,6 @@ class LifecycleMail(TownService):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.git = Git(binary=settings.git_bin, timeout=settings.git_timeout)
         self._rigs: dict[str, Rig] = {}
         self._prefixes: dict[str, str] = {}
         self._parser = IdentityParser()
@@ -163,24 +159,73 @@ class LifecycleMail(TownService):
             return "failed"
 
     def _handle(self, message: Message, snap: Snapshot, ctx: Context) -> str:
-        """Decide, claim, act; returns the outcome for the status line."""
+        """Gather the facts, decide, then (under the agent's lock) claim and act."""
         action = self._action(message)
-        if action is None:
-            return "left (unparseable)"
-        who = self._requester(message)
-        if who is None:
-            return "left (unknown sender)"
-        pane = snap.first_pane(who.session)
-        old = self._too_old(message, who, pane)
-        if old is not None:
-            return self._drop(message, who, old, ctx)
-        if self.settings.lifecycle_strict and not self._confirmed(message, who, action):
-            return "left (not confirmed)"
-        if action is Action.SHUTDOWN:
+        who = self._requester(message) if action is not None else None
+        if action is None or who is None:
+            return decide(self._facts(message, action, who, None)).outcome
+        facts = self._facts(message, action, who, snap.first_pane(who.session))
+        decision = decide(facts)
+        if decision.verdict is Verdict.LEAVE:
+            return decision.outcome
+        if decision.verdict is Verdict.DROP:
+            return self._drop(message, who, decision, ctx)
+        with self.actor.hold(who, f"{action} ({message.id})") as mine:
+            if not mine:
+                self._once(message, "busy", logging.INFO, "LIFECYCLE request %s: %s is being "
+                           "acted on by %s; retried next pass", message.id, who.session,
+                           self.actor.busy_with(who), who=who)
+                return "left (agent busy)"
+            pane = self.actor.pane_now(who)  # a keeper may have restarted it meanwhile
+            decision = decide(replace(facts, session_created=pane.created if pane else None))
+            if decision.verdict is Verdict.DROP:
+                return self._drop(message, who, decision, ctx)
             if not self._claim(message, who, action, ctx):
                 return "left (claim failed)"
-            return self._shutdown(who, pane, _committed(ctx))
-        return self._restart(message, who, action, pane, ctx)
+            if decision.verdict is Verdict.REFUSE:
+                log.warning("%s requested %s, but rig %s is not operational (%s): request "
+                            "deleted, agent left as it is", who.address, action, who.rig,
+                            self._gate(who).reason, extra={"GT_AGENT": who.address})
+                return decision.outcome
+            if action is Action.SHUTDOWN:
+                return self._shutdown(message, who, pane, _committed(ctx))
+            return self._restart(who, action, pane, _committed(ctx))
+
+    def _facts(self, message: Message, action: Action | None, who: Identity | None,
+               pane: Pane | None) -> RequestFacts:
+        """What the decision needs; reads only what this request's action makes relevant."""
+        base = RequestFacts(action, who is not None, message.timestamp, datetime.now(UTC),
+                            self.settings.lifecycle_max_age,
+                            pane.created if pane is not None else None,
+                            strict=self.settings.lifecycle_strict)
+        if action is None or who is None:
+            return base
+        if message.timestamp is None:
+            self._once(message, "timestamp", logging.INFO,
+                       "LIFECYCLE request %s from %s has no readable timestamp: "
+                       "treated as fresh", message.id, who.address, who=who)
+        if too_old(base.sent, base.now, base.max_age, base.session_created):
+            return base  # dropped whatever else holds
+        confirmed = self._confirmed(message, who, action) if base.strict else False
+        if action is Action.SHUTDOWN:
+            return replace(base, confirmed=confirmed)
+        agent_ok = self._agent(message, who, action) is not None
+        gate = self._gate(who)
+        if gate.unknown:
+            self._once(message, "gate", logging.WARNING,
+                       "LIFECYCLE request %s (%s of %s) left for the next pass: %s",
+                       message.id, action, who.address, gate.reason, who=who)
+        return replace(base, confirmed=confirmed, agent_ok=agent_ok,
+                       rig_operational=gate.operational, rig_unknown=gate.unknown)
+
+    def _agent(self, message: Message, who: Identity, action: Action) -> AgentProgram | None:
+        try:
+            return self.agent(who.role, who.rig)
+        except ValueError as exc:
+            self._once(message, "agent", logging.ERROR,
+                       "cannot %s %s: %s; request %s left in the inbox", action, who.address,
+                       exc, message.id, who=who)
+            return None
 
     # --- reading a request -------------------------------------------------------------
     def _once(self, message: Message, what: str, level: int, text: str, *args: Any,
@@ -216,18 +261,11 @@ class LifecycleMail(TownService):
             return None
         return who
 
-    def _too_old(self, message: Message, who: Identity, pane: Pane | None) -> TooOld | None:
-        if message.timestamp is None:
-            self._once(message, "timestamp", logging.INFO,
-                       "LIFECYCLE request %s from %s has no readable timestamp: "
-                       "treated as fresh", message.id, who.address, who=who)
-        created = pane.created if pane is not None else None
-        return too_old(message.timestamp, datetime.now(UTC), self.settings.lifecycle_max_age,
-                       created)
-
-    def _drop(self, message: Message, who: Identity, old: TooOld, ctx: Context) -> str:
+    def _drop(self, message: Message, who: Identity, decision: Decision, ctx: Context) -> str:
         """Delete an expired or stale request without acting on it."""
         where = {"GT_AGENT": who.address}
+        old = decision.old
+        assert old is not None
         try:
             self.mail.delete(message.id)
         except GastownError as exc:
@@ -284,57 +322,42 @@ class LifecycleMail(TownService):
                  extra=where)
         return True
 
-    def _shutdown(self, who: Identity, pane: Pane | None, ctx: Context) -> str:
+    def _shutdown(self, message: Message, who: Identity, pane: Pane | None, ctx: Context
+                  ) -> str:
+        """Mark the agent as shut down on request (keepers honour it), then kill it."""
         where = {"GT_AGENT": who.address}
-        if pane is None:
-            log.info("%s asked to shut down but is not running: nothing to do", who.address,
-                     extra=where)
-            return "done"
         try:
-            self.keeper.kill(who.session, pane, ctx)
+            self.actor.shutdown(who, pane, ctx, by=INBOX, hook_bead=self._hook_of(who),
+                                request=message.id)
         except ToolError as exc:
             log.error("shutdown of %s failed: %s", who.session, exc, extra=where)
             ctx.failed(str(exc))
             return "failed"
-        log.info("shut down %s on its request", who.session, extra=where)
+        if pane is None:
+            log.info("%s asked to shut down but is not running: kept down", who.address,
+                     extra=where)
+        else:
+            log.info("shut down %s on its request; it stays down until started again",
+                     who.session, extra=where)
         return "done"
 
-    def _restart(self, message: Message, who: Identity, action: Action, pane: Pane | None,
-                 ctx: Context) -> str:
+    def _hook_of(self, who: Identity) -> str | None:
+        """A polecat's hooked work at its shutdown (None when unknown or not a polecat)."""
+        bead_id = who.bead_id(self._prefixes.get(str(who.rig), "gt"))
+        if who.role is not Role.POLECAT or bead_id is None:
+            return None
+        try:
+            bead = self.beads.agent(bead_id)
+        except GastownError:
+            return None
+        return bead.hook_bead if bead else ""
+
+    def _restart(self, who: Identity, action: Action, pane: Pane | None, ctx: Context) -> str:
         where = {"GT_AGENT": who.address}
+        agent = self.agent(who.role, who.rig)  # resolved when the request was decided
         try:
-            agent = self.agent(who.role, who.rig)
-        except ValueError as exc:
-            log.error("cannot %s %s: %s; request %s left in the inbox", action, who.address,
-                      exc, message.id, extra=where)
-            ctx.failed(str(exc))
-            return "left (configuration problem)"
-        gate = self._gate(who)
-        if not self._claim(message, who, action, ctx):
-            return "left (claim failed)"
-        if not gate.operational:
-            log.warning("%s requested %s, but rig %s is not operational (%s): request "
-                        "deleted, agent left as it is", who.address, action, who.rig,
-                        gate.reason, extra=where)
-            return "refused (rig not operational)"
-        ctx = _committed(ctx)
-        if pane is not None:
-            try:
-                self.keeper.kill(who.session, pane, ctx)
-            except ToolError as exc:
-                log.error("%s of %s failed: cannot stop %s (request claimed, not retried): "
-                          "%s", action, who.address, who.session, exc, extra=where)
-                ctx.failed(str(exc))
-                return "failed"
-            ctx.sleep(KILL_SETTLE)
-        self._pre_sync(who, ctx)
-        try:
-            new = self.keeper.start(who, agent, ctx, self._options(who, agent), prompt=True)
+            new = self.actor.restart(who, agent, pane, ctx, Reason.LIFECYCLE)
         except (StartFailed, ToolError) as exc:
-            if self._running_now(who, agent):
-                log.info("%s is running again (started by its keeper meanwhile)",
-                         who.session, extra=where)
-                return "done"
             log.error("%s of %s failed (request claimed, not retried): %s", action,
                       who.address, exc, extra=where)
             ctx.failed(str(exc))
@@ -354,45 +377,6 @@ class LifecycleMail(TownService):
             prefix = self._prefixes.get(who.rig, "gt")
             gate = self._gates[who.rig] = RigGate(self.town, self.beads, who.rig, prefix)
         return gate.check()
-
-    def _pre_sync(self, who: Identity, ctx: Context) -> None:
-        """``git fetch`` + ``pull --rebase`` of a checkout before its agent starts; never fatal."""
-        if who.role not in _PRE_SYNC_ROLES:
-            return
-        workdir = who.workdir(self.town)
-        if not workdir.is_dir():
-            return  # the start says so clearly
-        where = {"GT_AGENT": who.address}
-        branch = default_branch(self.town, str(who.rig))
-        ctx.progress()
-        problems = self.git.pre_sync(workdir, branch)
-        ctx.progress()
-        for problem in problems:
-            log.warning("pre-sync of %s: %s", workdir, problem, extra=where)
-        if not problems:
-            log.info("pre-synced %s with origin/%s", workdir, branch, extra=where)
-
-    def _options(self, who: Identity, agent: AgentProgram) -> StartOptions:
-        """Theme and start extras, as the role's own keeper uses them."""
-        if who.role is Role.MAYOR:
-            return StartOptions(theme=MAYOR_THEME)
-        if who.role is Role.DEACON:
-            return StartOptions(theme=DEACON_THEME)
-        if who.role is Role.BOOT:
-            return StartOptions()
-        if who.role is Role.REFINERY:
-            return StartOptions(theme=rig_theme(who), ready_prompt=self.settings.ready_prompt,
-                                startup_nudge=None if agent.name == "claude"
-                                else STARTUP_FALLBACK)
-        return StartOptions(theme=rig_theme(who))
-
-    def _running_now(self, who: Identity, agent: AgentProgram) -> bool:
-        """After a failed start: did another keeper (witness@, …) start the agent meanwhile?"""
-        try:
-            pane = self.tmux.snapshot().first_pane(who.session)
-        except GastownError:
-            return False
-        return liveness(pane, agent) is Liveness.RUNNING
 
 
 def _committed(ctx: Context) -> Context:

@@ -112,6 +112,70 @@ def too_old(sent: datetime | None, now: datetime, max_age: float,
     return None
 
 
+class Verdict(StrEnum):
+    """What lifecycle-mail does with one request."""
+
+    LEAVE = "leave"  # not now: stays in the inbox (unreadable, unconfirmed, state unknown)
+    DROP = "drop"  # deleted without acting (expired, or older than its target session)
+    REFUSE = "refuse"  # claimed and deleted, agent left as it is (rig not operational)
+    ACT = "act"  # claimed, then carried out
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What is known about one request when it is decided (pure data)."""
+
+    action: Action | None
+    sender_known: bool
+    sent: datetime | None
+    now: datetime
+    max_age: float
+    session_created: float | None = None
+    strict: bool = False
+    confirmed: bool = False
+    agent_ok: bool = True  # the agent of the requester's role resolves (restart needs it)
+    rig_operational: bool = True
+    rig_unknown: bool = False  # the rig's state could not be read (bd or wisp failed)
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    outcome: str  # for the status line and the logs
+    old: TooOld | None = None
+
+
+def decide(facts: RequestFacts) -> Decision:
+    """Decide a request before anything is done; the same facts give the same answer.
+
+    Unknown is not "drop": a request is deleted unexecuted only on positive knowledge
+    (too old, or the rig is parked/docked); a tool failure leaves it for the next pass.
+
+    >>> now = datetime(2026, 1, 25, 12, 0)
+    >>> decide(RequestFacts(Action.CYCLE, True, now, now, 3600, rig_operational=False,
+    ...                     rig_unknown=True)).outcome
+    'left (rig state unknown)'
+    """
+    if facts.action is None:
+        return Decision(Verdict.LEAVE, "left (unparseable)")
+    if not facts.sender_known:
+        return Decision(Verdict.LEAVE, "left (unknown sender)")
+    old = too_old(facts.sent, facts.now, facts.max_age, facts.session_created)
+    if old is not None:
+        return Decision(Verdict.DROP, old.kind, old)
+    if facts.strict and not facts.confirmed:
+        return Decision(Verdict.LEAVE, "left (not confirmed)")
+    if facts.action is Action.SHUTDOWN:
+        return Decision(Verdict.ACT, "done")
+    if not facts.agent_ok:
+        return Decision(Verdict.LEAVE, "left (configuration problem)")
+    if facts.rig_unknown:
+        return Decision(Verdict.LEAVE, "left (rig state unknown)")
+    if not facts.rig_operational:
+        return Decision(Verdict.REFUSE, "refused (rig not operational)")
+    return Decision(Verdict.ACT, "done")
+
+
 def state_file(town: Town, role: Role, rig: str | None, workdir: Path) -> Path:
     """Where the agent's ``state.json`` lives ([D] ``identityToStateFile``, §1.9).
 

@@ -1,34 +1,54 @@
 """polecat-health: bring crashed polecats back, in one sweep (§6.5, §6.6, §7).
 
 Run as a oneshot by a tmux event (a session closed) within milliseconds and by a timer as
-the safety net. A polecat is crashed when its session is gone while its agent bead still
-has work hooked. Probes are batched: one tmux listing, one ``bd list``, one ``bd show`` per
-sweep. Deaths, mail incidents and restart backoff persist between sweeps.
+the safety net. A polecat is crashed when its session is gone, or its pane is dead or runs
+a shell (a zombie), while its agent bead still has existing, open work hooked.
+
+Each sweep gathers facts, decides with the pure :func:`polecat_plan.plan_sweep`, then acts.
+Gathering takes the lock of every polecat that looks dead (one that another service holds
+is left alone, and its death is not booked as a crash) and looks at tmux once more.
+Shutdown markers keep polecats shut down on request down until new work is hooked.
+Probes are batched: one tmux listing, one ``bd list``, one ``bd show`` per sweep (plus one
+listing and one ``bd show`` of the hooked beads when some polecat looks dead). Deaths,
+mail incidents and restart backoff persist between sweeps.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError, ToolError
 from gastown_units.ports.beads import AgentBead, Beads
-from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.loop import Context
+from gastown_units.services.actor import CameBack
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.polecat_plan import (
+    Act,
+    Limits,
+    PolecatFacts,
+    PolecatPlan,
+    SweepPlan,
+    SweepState,
+    plan_sweep,
+)
+from gastown_units.services.profiles import Reason
 from gastown_units.services.restart_tracker import Policy, RestartTracker
 from gastown_units.services.rig_gate import label_gate, wisp_gate
-from gastown_units.services.sessions import StartOptions, rig_theme
+from gastown_units.services.sessions import Liveness, liveness
+from gastown_units.town.agents import AgentProgram
 from gastown_units.town.events import append_event, go_duration
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
-from gastown_units.town.rigs import default_branch, rig_prefixes
+from gastown_units.town.rigs import rig_prefixes
+from gastown_units.town.shutdown_marks import clear_mark, mark_path
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -42,14 +62,15 @@ class RestartError(GastownError):
 class Sweep:
     """Counts for the status line."""
 
+    rigs: int = 0
     polecats: int = 0
     restarted: int = 0
     failed: int = 0
     held: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def line(self, rigs: int) -> str:
-        text = (f"swept {self.polecats} polecat(s) in {rigs} rig(s): {self.restarted} "
+    def line(self) -> str:
+        text = (f"swept {self.polecats} polecat(s) in {self.rigs} rig(s): {self.restarted} "
                 f"restarted, {self.failed} failed, {self.held} held back")
         return "; ".join([text, *self.notes])
 
@@ -62,6 +83,8 @@ class PolecatHealth(TownService):
         s = settings
         self.policy = Policy(s.restart_backoff, s.restart_backoff_max, s.crash_loop_restarts,
                              s.crash_loop_window, s.restart_stable_reset)
+        self.limits = Limits(s.gupp_timeout, s.spawn_grace, s.mass_death_count,
+                             s.mass_death_window)
 
     def setup(self, ctx: Context) -> str:
         town = self.open_town()
@@ -75,7 +98,6 @@ class PolecatHealth(TownService):
         s = self.settings
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
-        self.git = Git(binary=s.git_bin, timeout=s.git_timeout)
         self.tracker = RestartTracker(town.daemon_dir / "restart_state.json", self.policy)
         self.state_file = state_path(town, "polecat-health")
         return f"sweeping polecats of {len(self.rigs)} rig(s) in {town.root}"
@@ -118,201 +140,172 @@ class PolecatHealth(TownService):
             log.warning("bd failed, no polecat is restarted this sweep: %s", exc)
             ctx.failed(str(exc))
             return f"bd failed, nothing restarted: {exc}"
+        self.tracker.load()
+        state = SweepState.from_json(load_state(self.state_file))
+        report = Sweep()
         try:
-            self.tracker.load()
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"{self.tracker.path}: {exc}") from None
-        self.state = load_state(self.state_file)
-        report, now = Sweep(), time.time()
-        crashed: list[tuple[Identity, AgentBead]] = []
-        operational = 0
+            facts = self._gather(snap, agents, rig_beads, report, ctx)
+            if facts is None:
+                return report.line()
+            plan = plan_sweep(facts, state, self.tracker, self.limits, time.time())
+            self._perform(plan, report, ctx)
+        finally:
+            self.actor.locks.release_all()
+        return report.line()
+
+    # --- gathering facts ------------------------------------------------------------------
+    def _gather(self, snap: Snapshot, agents: dict[str, AgentBead],
+                rig_beads: dict[str, dict[str, Any]], report: Sweep, ctx: Context
+                ) -> list[PolecatFacts] | None:
+        """Every polecat of every operational rig; locks taken on those that look dead.
+
+        None when ``bd`` failed reading the hooked beads (then nothing is decided).
+        """
+        seen: list[tuple[Identity, AgentBead | None, AgentProgram]] = []
         for rig, prefix in sorted(self.prefixes.items()):
             closed = wisp_gate(self.town, rig) or \
                 label_gate(rig_beads.get(f"{prefix}-rig-{rig}"), f"{prefix}-rig-{rig}")
             if closed:
                 log.debug("rig %s skipped: %s", rig, closed.reason)
                 continue
-            operational += 1
+            try:
+                agent = self.agent(Role.POLECAT, rig)
+            except ValueError as exc:  # this rig's problem, not the sweep's
+                log.error("rig %s not swept: %s", rig, exc)
+                report.notes.append(f"rig {rig}: {exc}")
+                ctx.failed(str(exc))
+                continue
+            report.rigs += 1
             for name in polecat_names(self.town, rig):
                 who = Identity(Role.POLECAT, rig, name)
                 report.polecats += 1
-                found = self._check(who, agents.get(str(who.bead_id(prefix))), snap, now)
-                if found:
-                    crashed.append((who, found))
-        if crashed:
+                seen.append((who, agents.get(str(who.bead_id(prefix))), agent))
+        dead = [(who, bead) for who, bead, agent in seen
+                if bead is not None and bead.hook_bead
+                and liveness(snap.first_pane(who.session), agent) is not Liveness.RUNNING]
+        busy = {who.session for who, _ in dead
+                if not self.actor.locks.acquire(who.session, "crash sweep")}
+        if len(busy) < len(dead):
             ctx.progress()
+            snap = self.tmux.snapshot()  # a fresh look now that their locks are ours
+        hooked: dict[str, dict[str, Any]] = {}
+        if dead:
             try:
-                hooked = self.beads.show_many([bead.hook_bead for _, bead in crashed])
+                hooked = self.beads.show_many([bead.hook_bead for _, bead in dead])
             except ToolError as exc:
                 log.warning("bd failed reading hooked beads, nothing restarted: %s", exc)
                 ctx.failed(str(exc))
-                crashed, hooked = [], {}
-            for who, bead in crashed:
-                ctx.progress()
-                self._crashed(who, bead, hooked.get(bead.hook_bead), snap, now, report, ctx)
-        self._save()
-        return report.line(operational)
+                return None
+        return [self._facts(who, bead, agent, snap, hooked, who.session in busy)
+                for who, bead, agent in seen]
 
-    def _check(self, who: Identity, bead: AgentBead | None, snap: Snapshot, now: float
-               ) -> AgentBead | None:
-        """Live polecat: GUPP and stability bookkeeping; dead with hooked work: returned."""
+    def _facts(self, who: Identity, bead: AgentBead | None, agent: AgentProgram,
+               snap: Snapshot, hooked: dict[str, dict[str, Any]], busy: bool
+               ) -> PolecatFacts:
         pane = snap.first_pane(who.session)
-        incidents = self.state.setdefault("incidents", {})
-        if pane is not None:
-            self.state.setdefault("dead", {}).pop(who.session, None)
-            incidents.pop(f"orphaned:{who.session}", None)
-            if self.tracker.stable(who.session, now):
-                log.info("%s stable again: restart backoff cleared", who.session,
-                         extra={"GT_AGENT": who.address})
-            if bead and bead.hook_bead:
-                self._gupp(who, bead, pane.command, now)
-            return None
-        if bead is None or not bead.hook_bead:
-            return None  # an orphan without work: the witness's business
-        return bead
-
-    def _gupp(self, who: Identity, bead: AgentBead, command: str, now: float) -> None:
-        """GUPP_VIOLATION: work hooked, agent alive, bead not updated for long; once."""
-        key = f"gupp:{bead.id}"
-        incidents = self.state["incidents"]
+        state = liveness(pane, agent)
+        base = PolecatFacts(who.session, who.address, str(who.rig), str(who.name),
+                            str(who.bead_id(self.prefixes[str(who.rig)])), state,
+                            pane.created if pane else None, busy=busy,
+                            mark=self.actor.mark(who) if self._marked(who) else None)
+        if bead is None:
+            return base
         updated = parse_time(bead.updated_at)
-        agent = self.agent(Role.POLECAT, who.rig)
-        age = now - updated.timestamp() if updated is not None else 0.0
-        if age <= self.settings.gupp_timeout or not agent.is_running(command):
-            incidents.pop(key, None)
-            return
-        if incidents.get(key) == bead.hook_bead:
-            return
-        duration = go_duration(age, round_to_minute=True)
-        self._mail_witness(
-            who, f"GUPP_VIOLATION: {bead.id} stuck for {duration}",
-            f"Agent {bead.id} has work on hook but isn't progressing.\n\n"
-            f"hook_bead: {bead.hook_bead}\nstuck_duration: {duration}\n\n"
-            "Action needed: Check if agent is alive and responsive. "
-            "Consider restarting if stuck.", key, bead.hook_bead)
+        work = hooked.get(bead.hook_bead) if bead.hook_bead else None
+        return replace(base, hook_bead=bead.hook_bead, agent_state=bead.agent_state,
+                       updated_at=updated.timestamp() if updated else None,
+                       hooked_status=str(work.get("status") or "open") if work else None)
 
-    def _crashed(self, who: Identity, bead: AgentBead, hooked: dict | None, snap: Snapshot,
-                 now: float, report: Sweep, ctx: Context) -> None:
-        where = {"GT_AGENT": who.address}
-        if bead.agent_state in ("done", "nuked"):
-            return
-        if hooked is not None and hooked.get("status") == "closed":
-            log.info("%s is dead but its hooked bead %s is closed: not restarted",
-                     who.session, bead.hook_bead, extra=where)
-            return
-        updated = parse_time(bead.updated_at)
-        if bead.agent_state == "spawning" and updated is not None and \
-                now - updated.timestamp() < self.settings.spawn_grace:
-            return  # still being spawned by gt sling
-        self._record_death(who, bead, now)
-        if self.tracker.loops_now(who.session, now):
-            log.error("CRASH LOOP: %s restarted %d times within %s: restarts stopped; "
-                      "release with `gastown-units clear-backoff %s`", who.session,
-                      self.policy.loop_count, go_duration(self.policy.loop_window),
-                      who.address, extra=where)
-            self._mail_witness(who, f"CRASH_LOOP: {who.address} restarts stopped",
-                               f"Polecat {who.name} crashed {self.policy.loop_count} times "
-                               f"within {go_duration(self.policy.loop_window)}.\n\n"
-                               f"hook_bead: {bead.hook_bead}\n\nRestarts are stopped until "
-                               f"`gastown-units clear-backoff {who.address}`.",
-                               f"loop:{who.session}", bead.hook_bead)
-        blocked = self.tracker.blocked(who.session, now)
-        if blocked:
-            report.held += 1
-            log.info("%s is dead with work hooked; not restarted now (%s)", who.session,
-                     blocked, extra=where)
-            self._mail_witness(who, f"ORPHANED_WORK: {bead.id} has hooked work but is dead",
-                               f"Agent {bead.id} is dead but has work on its hook.\n\n"
-                               f"hook_bead: {bead.hook_bead}\n\nAction needed: Either "
-                               "restart the agent or reassign the work.",
-                               f"orphaned:{who.session}", bead.hook_bead)
-            return
-        log.warning("CRASH DETECTED: polecat %s has hook_bead=%s but session %s is dead",
-                    who.address, bead.hook_bead, who.session, extra=where)
-        self.tracker.record(who.session, now)
+    def _marked(self, who: Identity) -> bool:
+        return mark_path(self.town, who.session).exists()
+
+    # --- performing the plan -------------------------------------------------------------
+    def _perform(self, plan: SweepPlan, report: Sweep, ctx: Context) -> None:
+        for step in plan.polecats:
+            f, where = step.facts, {"GT_AGENT": step.facts.address}
+            for level, text in step.logs:
+                log.log(level, "%s", text, extra=where)
+            if step.clear_mark:
+                clear_mark(self.town, f.session)
+                log.info("%s has new work or a new session: its shutdown marker is removed",
+                         f.session, extra=where)
+            for mailing in step.mails:
+                if self._send(f.rig, mailing.subject, mailing.body):
+                    plan.state.incidents[mailing.key] = mailing.value
+            if step.act is Act.HOLD:
+                report.held += 1
+            elif step.act is Act.RESTART:
+                ctx.progress()
+                self._restart_one(step, plan.state, report, ctx)
+        if plan.mass_death:
+            self._mass_death(plan.mass_death)
+        assert plan.tracker is not None
+        self.tracker = plan.tracker
+        self._save(plan.state)
+
+    def _restart_one(self, step: PolecatPlan, state: SweepState, report: Sweep,
+                     ctx: Context) -> None:
+        f, where = step.facts, {"GT_AGENT": step.facts.address}
         try:
-            self._restart(who, ctx)
+            outcome = self._restart(step, ctx)
         except GastownError as exc:
             report.failed += 1
             ctx.failed(str(exc))
-            log.error("restart of %s failed: %s", who.session, exc, extra=where)
-            self._send(who, f"CRASHED_POLECAT: {who.address} restart failed",
-                       f"Polecat {who.name} crashed and automatic restart failed.\n\n"
-                       f"hook_bead: {bead.hook_bead}\nrestart_error: {exc}\n\n"
+            log.error("restart of %s failed: %s", f.session, exc, extra=where)
+            self._send(f.rig, f"CRASHED_POLECAT: {f.address} restart failed",
+                       f"Polecat {f.name} crashed and automatic restart failed.\n\n"
+                       f"hook_bead: {f.hook_bead}\nrestart_error: {exc}\n\n"
                        "Manual intervention may be required.")
             return
-        report.restarted += 1
+        if outcome:
+            report.restarted += 1
 
-    def _restart(self, who: Identity, ctx: Context) -> None:
-        """Pre-sync, re-check, start with the role env in the command, pane-died hook."""
-        rig, name = str(who.rig), str(who.name)
-        tree = worktree(self.town, rig, name)
-        if tree is None:
-            raise RestartError(f"worktree missing: neither polecats/{name}/{rig} nor "
-                               f"polecats/{name} (with .git) exists")
-        for problem in self.git.pre_sync(tree, default_branch(self.town, rig)):
-            log.warning("pre-sync of %s: %s (restarting anyway)", who.session, problem,
-                        extra={"GT_AGENT": who.address})
-        ctx.progress()
-        if self.tmux.has_session(who.session):
-            log.info("%s came back while we looked: not restarted", who.session)
-            return
-        agent = self.agent(Role.POLECAT, rig)
-        pane = self.keeper.start(who, agent, ctx, StartOptions(theme=rig_theme(who)),
-                                 prompt=False)
-        hook = (f"run-shell \"gt log crash --agent '{rig}/{name}' --session "
-                f"'{who.session}' --exit-code #{{pane_dead_status}}\"")
+    def _restart(self, step: PolecatPlan, ctx: Context) -> bool:
+        """(Kill a zombie,) pre-sync and start by the polecat's profile; False if it came back."""
+        f = step.facts
+        who = Identity(Role.POLECAT, f.rig, f.name)
+        if worktree(self.town, f.rig, f.name) is None:
+            raise RestartError(f"worktree missing: neither polecats/{f.name}/{f.rig} nor "
+                               f"polecats/{f.name} (with .git) exists")
+        agent = self.agent(Role.POLECAT, f.rig)
+        pane = self.actor.pane_now(who)
+        if pane is not None and liveness(pane, agent) is Liveness.RUNNING:
+            log.info("%s came back while we looked: not restarted", f.session)
+            return False
+        if pane is not None:
+            self.keeper.kill(f.session, pane, ctx)
         try:
-            self.tmux.set_hook(who.session, "pane-died", hook)
-        except ToolError as exc:
-            log.warning("pane-died hook not set on %s: %s", who.session, exc)
-        log.info("restarted %s (pane PID %d)", who.session, pane.pid,
-                 extra={"GT_AGENT": who.address})
+            new = self.actor.start(who, agent, ctx, Reason.CRASH)
+        except CameBack:
+            log.info("%s came back while we looked: not restarted", f.session)
+            return False
+        log.info("restarted %s (pane PID %d)", f.session, new.pid, extra={"GT_AGENT": f.address})
+        return True
 
-    # --- deaths, mail, state ----------------------------------------------------------
-    def _record_death(self, who: Identity, bead: AgentBead, now: float) -> None:
-        """Count each death once; ``mass_death_count`` within the window → one event."""
-        dead = self.state.setdefault("dead", {})
-        if dead.get(who.session) == bead.hook_bead:
-            return  # this death was counted already (e.g. a restart failed)
-        dead[who.session] = bead.hook_bead
+    # --- mail, events, state ----------------------------------------------------------
+    def _mass_death(self, sessions: tuple[str, ...]) -> None:
         window = self.settings.mass_death_window
-        deaths = [d for d in self.state.get("deaths", [])
-                  if isinstance(d, list) and len(d) == 2 and now - float(d[0]) <= window]
-        deaths.append([now, who.session])
-        if len(deaths) >= self.settings.mass_death_count:
-            sessions = [str(d[1]) for d in deaths]
-            log.warning("MASS DEATH DETECTED: %d sessions died in %s: %s", len(deaths),
-                        go_duration(window), sessions)
-            try:
-                append_event(self.town, "mass_death", {
-                    "count": len(deaths), "window": go_duration(window), "sessions": sessions})
-            except OSError as exc:
-                log.error("cannot append to %s: %s", self.town.events, exc)
-            deaths = []
-        self.state["deaths"] = deaths
-
-    def _mail_witness(self, who: Identity, subject: str, body: str, key: str,
-                      value: str) -> None:
-        """Mail the rig's witness once per incident (``key`` → ``value``)."""
-        incidents = self.state.setdefault("incidents", {})
-        if incidents.get(key) == value:
-            return
-        if self._send(who, subject, body):
-            incidents[key] = value
-
-    def _send(self, who: Identity, subject: str, body: str) -> bool:
+        log.warning("MASS DEATH DETECTED: %d sessions died in %s: %s", len(sessions),
+                    go_duration(window), list(sessions))
         try:
-            self.mail.send(f"{who.rig}/witness", subject, body)
+            append_event(self.town, "mass_death", {
+                "count": len(sessions), "window": go_duration(window),
+                "sessions": list(sessions)})
+        except OSError as exc:
+            log.error("cannot append to %s: %s", self.town.events, exc)
+
+    def _send(self, rig: str, subject: str, body: str) -> bool:
+        try:
+            self.mail.send(f"{rig}/witness", subject, body)
         except GastownError as exc:
-            log.error("could not mail %s/witness (%s): %s", who.rig, subject, exc)
+            log.error("could not mail %s/witness (%s): %s", rig, subject, exc)
             return False
         return True
 
-    def _save(self) -> None:
+    def _save(self, state: SweepState) -> None:
         try:
             self.tracker.save()
-            save_state(self.state_file, self.state)
+            save_state(self.state_file, state.to_json())
         except OSError as exc:
             log.error("cannot save sweep state: %s", exc)
 

@@ -1,9 +1,14 @@
 """LIFECYCLE shutdown requests to a Witness: clean check, stop, remove, delete, acknowledge.
 
-Every step checks before it acts, so a request that is retried (dirty worktree, a failing
-tool) or processed twice does no harm; the message is acknowledged (deleted) only when the
-polecat is gone. A dirty worktree is never removed: the polecat is told why, once per
-``renotify`` seconds, and the request stays for the next pass.
+The whole sequence runs under the polecat's lock, on a fresh look at tmux, so no other
+service starts the polecat in between; a shutdown marker written before the kill keeps
+polecat-health from bringing it back afterwards (design rule 9). A request older than the
+max age, or older than the session or worktree it would destroy (a polecat name reused
+from the pool), is deleted without touching anything. The marker names the request, so a
+request is carried out at most once: a retry after a failed step only finishes the
+cleanup. A dirty worktree is never removed: the polecat is told why, once per
+``renotify`` seconds, and the request stays for the next pass. The worktree is removed
+only once no session of the polecat exists.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
-from gastown_units.errors import GastownError
+from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail, Message
-from gastown_units.ports.tmux import Snapshot
+from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.loop import Context
-from gastown_units.services.sessions import SessionKeeper
+from gastown_units.services.actor import AgentActor
+from gastown_units.services.lifecycle_parse import TooOld, too_old
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.names import valid_name
@@ -54,12 +62,14 @@ def polecat_of(message: Message, rig: str) -> str | None:
 class ShutdownHandler:
     town: Town
     rig: str
-    keeper: SessionKeeper
+    actor: AgentActor
     git: Git
     mail: Mail
     renotify: float
+    max_age: float
     notified: dict[str, float]  # message id -> when the polecat was told why not (persisted)
     save: Callable[[], None]
+    hook_of: Callable[[Identity], str | None]  # the hooked work now; None when unknown
 
     def handle(self, message: Message, snap: Snapshot, ctx: Context) -> str:
         """Process one request; returns what happened (for the status line)."""
@@ -69,28 +79,42 @@ class ShutdownHandler:
                         message.id, message.subject)
             return "unparseable"
         who = Identity(Role.POLECAT, self.rig, name)
+        with self.actor.hold(who, f"shutdown ({message.id})") as mine:
+            if not mine:
+                return "busy"
+            return self._handle_locked(message, who, ctx)
+
+    def _handle_locked(self, message: Message, who: Identity, ctx: Context) -> str:
         where = {"GT_AGENT": who.address}
-        tree = worktree(self.town, self.rig, name)
-        pane = snap.first_pane(who.session)
+        pane = self.actor.pane_now(who)  # fresh, under the lock
+        tree = worktree(self.town, self.rig, str(who.name))
+        mark = self.actor.mark(who)
+        resumed = mark is not None and mark.readable and mark.request == message.id
+        if resumed and mark is not None and pane is not None and pane.created > mark.at:
+            return self._ack_unexecuted(message, who, "a new session of that name runs "
+                                        "since the shutdown was carried out", "stale")
+        if not resumed:
+            old = self._too_old(message, pane, tree)
+            if old is not None:
+                return self._ack_unexecuted(message, who, old.detail, old.kind)
         if tree is not None:
             dirty = self.git.dirty_reason(tree)
             ctx.progress()
             if dirty:
                 self._tell_dirty(message, who, dirty)
                 return "dirty"
+        hook = self.hook_of(who) if not resumed else (mark.hook_bead if mark else None)
+        self.actor.shutdown(who, pane, ctx, by=f"{self.rig}/witness", hook_bead=hook,
+                            request=message.id)
         if pane is not None:
-            self.keeper.kill(who.session, pane, ctx)
-            log.info("stopped %s for its shutdown request", who.session, extra=where)
-        if tree is not None:
-            repo = self.git.common_dir(tree)
-            ctx.progress()
-            self.git.remove_worktree(repo, tree)
-            ctx.progress()
-            log.info("removed worktree %s", tree, extra=where)
-            base = self.town.rig_dir(self.rig) / "polecats" / name
-            if base.is_dir() and not any(base.iterdir()):
-                base.rmdir()
-        self._delete_branch(who)
+            log.info("stopped %s for its shutdown request %s", who.session, message.id,
+                     extra=where)
+        ctx.progress()
+        if self.actor.pane_now(who) is not None:
+            raise ToolError(f"{who.session} still has a session after the kill: worktree "
+                            "kept, retried next pass")
+        repo = self._remove_worktree(who, tree, ctx)
+        self._delete_branch(who, repo)
         ctx.progress()
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
@@ -98,6 +122,42 @@ class ShutdownHandler:
         log.info("shutdown of polecat %s done; request %s acknowledged", who.address,
                  message.id, extra=where)
         return "done"
+
+    def _too_old(self, message: Message, pane: Pane | None, tree: Path | None
+                 ) -> TooOld | None:
+        """Past the max age, or older than the session or worktree it would destroy."""
+        old = too_old(message.timestamp, datetime.now(UTC), self.max_age,
+                      pane.created if pane is not None else None)
+        if old is not None or message.timestamp is None or tree is None:
+            return old
+        born = _created(tree)
+        if born is not None and message.timestamp.timestamp() < born:
+            return TooOld("stale", "sent before the polecat's worktree was created")
+        return None
+
+    def _ack_unexecuted(self, message: Message, who: Identity, why: str, kind: str) -> str:
+        """Delete a request that must not be carried out (nothing is touched)."""
+        self.mail.delete(message.id)
+        self.notified.pop(message.id, None)
+        self.save()
+        log.warning("deleted %s shutdown request %s for %s without acting: %s", kind,
+                    message.id, who.address, why, extra={"GT_AGENT": who.address})
+        return kind
+
+    def _remove_worktree(self, who: Identity, tree: Path | None, ctx: Context) -> Path:
+        """Remove the worktree (its session is gone); returns the repository it belonged to."""
+        clone = self.town.rig_dir(self.rig) / "mayor" / "rig"
+        if tree is None:
+            return clone
+        repo = self.git.common_dir(tree)
+        ctx.progress()
+        self.git.remove_worktree(repo, tree)
+        ctx.progress()
+        log.info("removed worktree %s", tree, extra={"GT_AGENT": who.address})
+        base = self.town.rig_dir(self.rig) / "polecats" / str(who.name)
+        if base.is_dir() and not any(base.iterdir()):
+            base.rmdir()
+        return repo
 
     def _tell_dirty(self, message: Message, who: Identity, reason: str) -> None:
         last = self.notified.get(message.id)
@@ -112,17 +172,25 @@ class ShutdownHandler:
         log.warning("polecat %s cannot be shut down yet: %s (told it by mail)", who.address,
                     reason, extra={"GT_AGENT": who.address})
 
-    def _delete_branch(self, who: Identity) -> None:
-        clone = self.town.rig_dir(self.rig) / "mayor" / "rig"
+    def _delete_branch(self, who: Identity, repo: Path) -> None:
+        """Delete ``polecat/<name>`` (merged only) where the worktree's branches live."""
         branch = f"polecat/{who.name}"
-        if not (clone / ".git").exists() or not self.git.branch_exists(clone, branch):
+        if not repo.exists() or not self.git.branch_exists(repo, branch):
             return
-        kept = self.git.delete_merged_branch(clone, branch)
+        kept = self.git.delete_merged_branch(repo, branch)
         if kept:
-            log.warning("branch %s in %s %s", branch, clone, kept,
+            log.warning("branch %s in %s %s", branch, repo, kept,
                         extra={"GT_AGENT": who.address})
         else:
-            log.info("deleted branch %s in %s", branch, clone, extra={"GT_AGENT": who.address})
+            log.info("deleted branch %s in %s", branch, repo, extra={"GT_AGENT": who.address})
+
+
+def _created(tree: Path) -> float | None:
+    """When the worktree was made: its ``.git`` entry is written once, by ``worktree add``."""
+    try:
+        return (tree / ".git").lstat().st_mtime
+    except OSError:
+        return None
 
 
 def process_requests(handler: ShutdownHandler, messages: list[Message], snap: Snapshot,

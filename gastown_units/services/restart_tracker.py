@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gastown_units.town.jsonfile import format_time, parse_time, read_json, write_json_atomic
+from gastown_units.town.jsonfile import (
+    format_time,
+    parse_time,
+    read_json_or_set_aside,
+    write_json_atomic,
+)
 
 
 @dataclass
@@ -52,16 +57,17 @@ class RestartTracker:
         self.agents: dict[str, Restarts] = {}
 
     def load(self) -> None:
-        """Read the file; a malformed one is an error for the caller to report."""
-        data = read_json(self.path)
+        """Read the file; a malformed one is set aside (one warning) and a fresh state used."""
+        data = read_json_or_set_aside(self.path)
         agents = data.get("agents") if isinstance(data, dict) else None
         self.agents = {}
         for key, entry in (agents or {}).items():
             if not isinstance(entry, dict):
                 continue
             count = entry.get("restart_count")
+            count = count if isinstance(count, int) and not isinstance(count, bool) else 0
             self.agents[str(key)] = Restarts(
-                _epoch(entry.get("last_restart")), count if isinstance(count, int) else 0,
+                _epoch(entry.get("last_restart")), max(count, 0),
                 _epoch(entry.get("backoff_until")), _epoch(entry.get("crash_loop_since")),
                 _epoch(entry.get("window_start")))
 

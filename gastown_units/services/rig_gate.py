@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Gate:
+    """A rig's verdict; ``unknown`` when it is closed only because a read failed."""
+
     operational: bool
     reason: str = ""
+    unknown: bool = False
 
 
 def wisp_gate(town: Town, rig: str) -> Gate | None:
@@ -28,7 +31,7 @@ def wisp_gate(town: Town, rig: str) -> Gate | None:
     try:
         wisp = read_wisp_config(town, rig)
     except ValueError as exc:
-        return Gate(False, f"wisp config unreadable, starting nothing: {exc}")
+        return Gate(False, f"wisp config unreadable, starting nothing: {exc}", unknown=True)
     reason = wisp.not_operational_reason()
     return Gate(False, reason) if reason else None
 
@@ -60,5 +63,6 @@ class RigGate:
         try:
             bead = self.beads.show(self.rig_bead)
         except ToolError as exc:
-            return Gate(False, f"bd failed reading {self.rig_bead}, starting nothing: {exc}")
+            return Gate(False, f"bd failed reading {self.rig_bead}, starting nothing: {exc}",
+                        unknown=True)
         return label_gate(bead, self.rig_bead) or Gate(True)

@@ -10,9 +10,10 @@ from gastown_units.errors import ConfigError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.loop import Context
+from gastown_units.services.actor import Kept
 from gastown_units.services.base import TownService
 from gastown_units.services.rig_gate import RigGate
-from gastown_units.services.sessions import StartFailed, StartOptions, rig_theme
+from gastown_units.services.sessions import StartFailed
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
@@ -36,6 +37,7 @@ class RigService(TownService):
         self.prefix = "gt"
         self._gate: RigGate | None = None
         self._last_gate_reason: str | None = None
+        self._held_logged: str | None = None
         self.beads: Beads | None = None
 
     @property
@@ -64,8 +66,8 @@ class RigService(TownService):
     def setup_rig(self, town: Town) -> None:
         """Subclass hook: build rig-specific ports and state."""
 
-    def start_options(self, agent: AgentProgram) -> StartOptions:
-        return StartOptions(theme=rig_theme(self.identity))
+    def holder(self) -> str:
+        return f"{self.name}@{self.rig}"
 
     def patrol_pass(self, snap: Snapshot, ctx: Context) -> list[str]:
         """Subclass hook: the rig patrol after the agent is kept; returns status parts."""
@@ -96,13 +98,23 @@ class RigService(TownService):
     def _keep(self, agent: AgentProgram, snap: Snapshot, ctx: Context) -> tuple[str, bool]:
         """Keep the rig agent; (status part, whether sessions changed)."""
         where = {"GT_AGENT": self.identity.address}
+        session = self.identity.session
         try:
-            ensured = self.keeper.ensure(self.identity, agent, snap, ctx,
-                                         self.start_options(agent))
+            kept = self.actor.keep(self.identity, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
-            log.error("could not start %s: %s", self.identity.session, exc, extra=where)
+            log.error("could not start %s: %s", session, exc, extra=where)
             ctx.failed(str(exc))
-            return f"{self.identity.session} start failed: {exc}", True
-        up = (time.time() - ensured.pane.created) / 60
-        return (f"{self.identity.session} {ensured.outcome} "
-                f"(pane PID {ensured.pane.pid}, up {up:.0f} min)", ensured.outcome != "running")
+            return f"{session} start failed: {exc}", True
+        if kept.outcome is Kept.HELD:
+            if self._held_logged != kept.detail:
+                log.info("%s was %s: not restarting it (start it by hand, or "
+                         "`gastown-units clear-backoff %s`)", session, kept.detail,
+                         self.identity.address, extra=where)
+                self._held_logged = kept.detail
+            return f"{session} down: {kept.detail}", False
+        self._held_logged = None
+        if kept.outcome is Kept.BUSY or kept.pane is None:
+            return f"{session}: another service is acting on it ({kept.detail})", False
+        up = (time.time() - kept.pane.created) / 60
+        return (f"{session} {kept.outcome} (pane PID {kept.pane.pid}, up {up:.0f} min)",
+                kept.outcome is not Kept.RUNNING)

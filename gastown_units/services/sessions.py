@@ -1,23 +1,23 @@
-"""Agent sessions as every keeper sees them: alive, zombie or missing; start, kill, nudge.
+"""Agent sessions as every service sees them: alive, zombie or missing; start, kill, nudge.
 
-Shared by the Deacon keeper and the rig services, so that liveness, the start sequence
-(contract §3.4-§3.8) and nudging are written once.
+The mechanics only (contract §3.4-§3.8): liveness, the start sequence and nudging are
+written once here. Which agent may be acted on, and when, is the actor's business
+(:mod:`gastown_units.services.actor`), which holds the agent's lock around these calls.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports import procs
-from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.ports.tmux import Pane, Tmux
 from gastown_units.runtime.loop import Context
+from gastown_units.services.profiles import StartProfile
 from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
 from gastown_units.town.claude_settings import ensure_claude_settings
 from gastown_units.town.identity import Identity, Role
@@ -40,79 +40,22 @@ class StartFailed(GastownError):
     """A session was created but its agent never came up; the session was removed."""
 
 
-@dataclass(frozen=True)
-class Theme:
-    """Status-bar look of a session (§3.10)."""
-
-    bg: str
-    fg: str
-    label: str
-
-    def options(self, session: str) -> dict[str, str]:
-        return {
-            "status-style": f"bg={self.bg},fg={self.fg}",
-            "status-left-length": "25",
-            "status-left": f"{self.label} ",
-            "status-right-length": "80",
-            "status-interval": "5",
-            "status-right": f"#(gt status-line --session={session} 2>/dev/null) %H:%M",
-        }
-
-
 def liveness(pane: Pane | None, agent: AgentProgram) -> Liveness:
     """Positive evidence only: a missing session, a dead pane, or a shell where the agent was."""
     if pane is None:
         return Liveness.MISSING
-    if pane.dead:
-        return Liveness.ZOMBIE
-    if agent.is_running(pane.command):
+    return pane_liveness(pane.command, pane.pid, pane.dead, agent)
+
+
+def pane_liveness(command: str, pid: int, dead: bool, agent: AgentProgram) -> Liveness:
+    """The liveness rule of every keeper and of ``gastown-units status`` (§3.5)."""
+    if dead:
+        return Liveness.ZOMBIE  # remain-on-exit kept the pane of an exited agent
+    if agent.is_running(command):
         return Liveness.RUNNING
-    if pane.command in SHELLS and any(agent.is_running(n) for n in procs.child_names(pane.pid)):
+    if command in SHELLS and any(agent.is_running(n) for n in procs.child_names(pid)):
         return Liveness.RUNNING  # agent started from a shell (send-keys restarts)
     return Liveness.ZOMBIE
-
-
-_RIG_PALETTE = (
-    ("#1e3a5f", "#e0e0e0"), ("#2d5a3d", "#e0e0e0"), ("#8b4513", "#f5f5dc"),
-    ("#4a3050", "#e0e0e0"), ("#4a5568", "#e0e0e0"), ("#b33a00", "#f5f5dc"),
-    ("#1a1a2e", "#c0c0c0"), ("#722f37", "#f5f5dc"), ("#0d5c63", "#e0e0e0"),
-    ("#6d4c41", "#f5f5dc"),
-)  # ocean forest rust plum slate ember midnight wine teal copper (§3.10)
-_ICONS = {"witness": "🦉", "refinery": "🏭", "crew": "👷", "polecat": "😺"}
-
-
-def fnv1a_32(text: str) -> int:
-    value = 2166136261
-    for byte in text.encode():
-        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
-    return value
-
-
-def rig_theme(identity: Identity) -> Theme:
-    """The rig's colours (FNV-1a of the rig name picks one of ten) and the agent's label."""
-    bg, fg = _RIG_PALETTE[fnv1a_32(str(identity.rig)) % len(_RIG_PALETTE)]
-    worker = identity.name or str(identity.role)
-    label = f"{identity.rig}/crew/{worker}" if identity.role.value == "crew" else \
-        f"{identity.rig}/{worker}"
-    return Theme(bg, fg, f"{_ICONS.get(identity.role.value, '')} {label}".strip())
-
-
-@dataclass(frozen=True)
-class StartOptions:
-    """How a role's session comes up: theme, extra env, ready prompt, startup nudge."""
-
-    theme: Theme | None = None
-    extra_env: Mapping[str, str] | None = None
-    ready_prompt: str | None = None  # wait for a pane line starting with this (refinery)
-    startup_nudge: str | None = None  # typed once the agent is ready
-
-
-@dataclass(frozen=True)
-class Ensured:
-    """Outcome of :meth:`SessionKeeper.ensure`: ``running`` (left alone) or ``started``."""
-
-    outcome: str
-    pane: Pane
 
 
 class SessionKeeper:
@@ -134,35 +77,14 @@ class SessionKeeper:
                      extra={"GT_AGENT": session})
         self.tmux.kill_session(session)
 
-    def ensure(self, identity: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context,
-               options: StartOptions | None = None) -> Ensured:
-        """Leave a running agent alone; kill a zombie; start a missing one.
-
-        Raises StartFailed or ToolError when the start does not work out.
-        """
-        pane = snap.first_pane(identity.session)
-        state = liveness(pane, agent)
-        if state is Liveness.RUNNING and pane is not None:
-            return Ensured("running", pane)
-        where = {"GT_AGENT": identity.address}
-        if state is Liveness.ZOMBIE:
-            log.warning("%s is a zombie (pane runs %r, not the agent): killing and recreating",
-                        identity.session, pane.command if pane else "", extra=where)
-            self.kill(identity.session, pane, ctx)
-        else:
-            log.warning("%s is not running: starting it", identity.session, extra=where)
-        new = self.start(identity, agent, ctx, options or StartOptions())
-        log.info("%s running (pane PID %d)", identity.session, new.pid, extra=where)
-        return Ensured("started", new)
-
     def start(self, identity: Identity, agent: AgentProgram, ctx: Context,
-              options: StartOptions | None = None, *, prompt: bool = True) -> Pane:
+              profile: StartProfile) -> Pane:
         """Create the agent's session with its environment in the start command; wait for it.
 
         Raises StartFailed (session removed) when the agent does not come up in time.
+        Pre-sync and the pane-died hook are the actor's (it holds the agent's lock).
         """
-        options = options or StartOptions()
-        theme, extra_env = options.theme, options.extra_env
+        theme, extra_env = profile.theme, profile.extra_env
         session = identity.session
         workdir: Path = identity.workdir(self.town)
         if identity.role in _CHECKOUT_ROLES:
@@ -179,7 +101,7 @@ class SessionKeeper:
                 if written:
                     log.info("wrote Claude hook settings %s", written)
         env = {**identity.env(self.town), **(extra_env or {})}
-        text = startup_prompt(identity, datetime.now().astimezone()) if prompt else None
+        text = startup_prompt(identity, datetime.now().astimezone()) if profile.beacon else None
         command = start_command(env, agent, text)
         self.tmux.new_session(session, cwd=workdir, command=command)
         log.info("started session %s in %s running %s", session, workdir, agent.argv[0],
@@ -192,10 +114,10 @@ class SessionKeeper:
             log.warning("session %s: environment/theme not set: %s", session, exc)
         pane = self.wait_for_agent(session, agent, ctx)
         self.accept_bypass(session, ctx)
-        if options.ready_prompt:
-            self.wait_for_prompt(session, options.ready_prompt, ctx)
-        if options.startup_nudge:
-            self.nudge(session, options.startup_nudge, ctx)
+        if profile.ready_prompt:
+            self.wait_for_prompt(session, profile.ready_prompt, ctx)
+        if profile.startup_nudge:
+            self.nudge(session, profile.startup_nudge, ctx)
         return pane
 
     def wait_for_prompt(self, session: str, prefix: str, ctx: Context) -> None:

@@ -12,7 +12,6 @@ import logging
 import time
 
 from gastown_units.errors import GastownError
-from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Snapshot
@@ -43,16 +42,29 @@ class Witness(RigService):
         sender = {"GT_ROLE": "witness", "GT_RIG": self.rig}  # mail shows from <rig>/witness
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout, env=sender)
         self.slinger = Sling(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout, env=sender)
-        self.git = Git(binary=s.git_bin, timeout=s.git_timeout)
         self.state_file = state_path(town, f"witness-{self.rig}")
         self.state = load_state(self.state_file)
         self.state.setdefault("ladder", {})
         self.state.setdefault("spawned", [])
         self.state.setdefault("dirty_notified", {})
-        self.shutdowns = ShutdownHandler(town, self.rig, self.keeper, self.git, self.mail,
+        self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
                                          renotify=s.ladder_interval,
+                                         max_age=s.lifecycle_max_age,
                                          notified=self.state["dirty_notified"],
-                                         save=self._save)
+                                         save=self._save, hook_of=self._hook_of)
+
+    def _hook_of(self, who: Identity) -> str | None:
+        """The work hooked to a polecat now (for its shutdown marker); None when unknown."""
+        bead_id = who.bead_id(self.prefix)
+        if self.beads is None or bead_id is None:
+            return None
+        try:
+            bead = self.beads.agent(bead_id)
+        except GastownError as exc:
+            log.info("hooked work of %s unknown (%s): its shutdown marker holds until its "
+                     "agent bead changes", who.address, exc)
+            return None
+        return bead.hook_bead if bead else ""
 
     def _save(self) -> None:
         try:

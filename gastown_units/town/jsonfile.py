@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -24,19 +27,54 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def read_json_or_set_aside(path: Path) -> Any:
+    """Like :func:`read_json`, but a damaged file is renamed ``<name>.bad`` (one warning)
+    and read as missing: our own state files must never stop a service."""
+    try:
+        return read_json(path)
+    except (ValueError, OSError, RecursionError) as exc:
+        aside = path.with_name(path.name + ".bad")
+        try:
+            path.replace(aside)
+        except OSError as why:
+            log.error("%s is unreadable (%s) and cannot be set aside (%s): using a fresh "
+                      "state", path, exc, why.strerror)
+        else:
+            log.warning("%s was unreadable (%s): set aside as %s, using a fresh state",
+                        path, exc, aside.name)
+        return None
+
+
 def write_json_atomic(path: Path, data: Any, mode: int = 0o644) -> None:
-    """Write indented JSON via a temporary file and rename, so readers never see half a file."""
+    """Write indented JSON to a temporary file, fsync it, rename it over ``path`` and fsync
+    the directory: readers never see half a file, and a crash keeps the old or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def parse_time(text: object) -> datetime | None:

@@ -84,6 +84,11 @@ class Town:
         return self.daemon_dir / "daemon.lock"
 
     @property
+    def agent_locks_dir(self) -> Path:
+        """Per-agent locks of our services (one actor per agent)."""
+        return self.daemon_dir / "agents"
+
+    @property
     def shutdown_lock(self) -> Path:
         return self.daemon_dir / "shutdown.lock"
 

@@ -9,7 +9,7 @@ import pytest
 
 from gastown_units.ports.mail import Message
 from gastown_units.services.polecat_shutdown import is_shutdown_request, polecat_of
-from gastown_units.services.sessions import fnv1a_32, rig_theme
+from gastown_units.services.profiles import fnv1a_32, rig_theme
 from gastown_units.services.stuck_ladder import Entry, Step, is_reset, next_step
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town

@@ -1,0 +1,216 @@
+"""The one way any service acts on an agent: under its lock, on a fresh look, once.
+
+Five processes share the agents (design rule 9). Whatever a service does to an agent —
+keep it alive, restart it after a crash, cycle it on request, shut it down — goes through
+an :class:`AgentActor`, which
+
+- takes the agent's lock (:mod:`gastown_units.ports.agent_locks`) for the whole sequence,
+  and leaves the agent alone when another service holds it;
+- looks at tmux again once it holds the lock, since the caller's snapshot may be stale;
+- honours shutdown markers (:mod:`gastown_units.town.shutdown_marks`): an agent shut down
+  on request is not brought back by a keeper or a crash sweep;
+- starts every role by its start profile (:mod:`gastown_units.services.profiles`): pre-sync,
+  theme, beacon, ready wait, startup nudge and pane-died hook are the same whichever
+  service starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gastown_units.errors import GastownError, ToolError
+from gastown_units.ports.agent_locks import AgentLocks
+from gastown_units.ports.git import Git
+from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.runtime.loop import Context
+from gastown_units.services.profiles import Reason, pane_died_hook, start_profile
+from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
+from gastown_units.town.agents import AgentProgram
+from gastown_units.town.identity import Identity
+from gastown_units.town.layout import Town
+from gastown_units.town.rigs import default_branch
+from gastown_units.town.shutdown_marks import (
+    ShutdownMark,
+    clear_mark,
+    mark_path,
+    read_mark,
+    write_mark,
+)
+
+log = logging.getLogger(__name__)
+
+KILL_SETTLE = 0.5  # Gas Town sleeps 500 ms between the kill and the restart
+
+
+class CameBack(GastownError):
+    """The session exists again before our start (started outside our services)."""
+
+
+class Kept(StrEnum):
+    """What :meth:`AgentActor.keep` found or did."""
+
+    RUNNING = "running"  # left alone
+    STARTED = "started"  # was missing or a zombie; started
+    BUSY = "busy"  # another service is acting on it: left alone this pass
+    HELD = "held"  # shut down on request: kept down
+
+
+@dataclass(frozen=True)
+class KeepResult:
+    outcome: Kept
+    pane: Pane | None
+    detail: str = ""
+
+
+class AgentActor:
+    """Kill, start, restart and shut down agents: one sequence at a time per agent."""
+
+    def __init__(self, town: Town, tmux: Tmux, keeper: SessionKeeper, git: Git,
+                 locks: AgentLocks, *, ready_prompt: str | None) -> None:
+        self.town = town
+        self.tmux = tmux
+        self.keeper = keeper
+        self.git = git
+        self.locks = locks
+        self.ready_prompt = ready_prompt
+
+    @contextmanager
+    def hold(self, who: Identity, action: str) -> Iterator[bool]:
+        """The agent's lock for a whole sequence; yields False when another service has it.
+
+        A lock that cannot be taken for another reason (the lock directory is unusable)
+        raises ToolError: nothing is done unlocked.
+        """
+        session = who.session
+        if self.locks.held(session):
+            yield True  # re-entrant: the outer hold releases it
+            return
+        try:
+            mine = self.locks.acquire(session, action)
+        except OSError as exc:
+            raise ToolError(f"cannot take the lock of {session}: {exc}") from None
+        if not mine:
+            log.debug("%s is being acted on by %s: skipped this pass", session,
+                      self.busy_with(who), extra={"GT_AGENT": who.address})
+        try:
+            yield mine
+        finally:
+            if mine:
+                self.locks.release(session)
+
+    def busy_with(self, who: Identity) -> str:
+        return self.locks.holder_of(who.session) or "another service"
+
+    def pane_now(self, who: Identity) -> Pane | None:
+        """A fresh look at the agent's session (after taking its lock)."""
+        return self.tmux.snapshot().first_pane(who.session)
+
+    # --- shutdown markers ----------------------------------------------------------------
+    def mark(self, who: Identity) -> ShutdownMark | None:
+        return read_mark(self.town, who.session)
+
+    def forget_mark_if_restarted(self, who: Identity, pane: Pane | None) -> None:
+        """A session newer than the shutdown marker was started on purpose: forget it."""
+        if pane is None or not mark_path(self.town, who.session).exists():
+            return
+        mark = self.mark(who)
+        if mark is not None and not mark.holds(session_created=pane.created):
+            clear_mark(self.town, who.session)
+            log.info("%s was started again after its shutdown: shutdown marker removed",
+                     who.session, extra={"GT_AGENT": who.address})
+
+    # --- keeping an agent alive ----------------------------------------------------------
+    def keep(self, who: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context
+             ) -> KeepResult:
+        """Leave a running agent alone; kill a zombie; start a missing one — under its lock.
+
+        Raises StartFailed or ToolError when the start does not work out.
+        """
+        pane = snap.first_pane(who.session)
+        if liveness(pane, agent) is Liveness.RUNNING:
+            self.forget_mark_if_restarted(who, pane)
+            return KeepResult(Kept.RUNNING, pane)
+        with self.hold(who, "keep") as mine:
+            if not mine:
+                return KeepResult(Kept.BUSY, pane, f"{who.session}: {self.busy_with(who)}")
+            pane = self.pane_now(who)
+            state = liveness(pane, agent)
+            if state is Liveness.RUNNING:
+                return KeepResult(Kept.RUNNING, pane)
+            mark = self.mark(who)
+            if mark is not None:
+                if mark.holds(session_created=pane.created if pane else None):
+                    return KeepResult(Kept.HELD, pane, mark.describe())
+                clear_mark(self.town, who.session)
+            where = {"GT_AGENT": who.address}
+            if state is Liveness.ZOMBIE and pane is not None:
+                log.warning("%s is a zombie (pane %s): killing and recreating", who.session,
+                            "is dead" if pane.dead else f"runs {pane.command!r}", extra=where)
+                self.keeper.kill(who.session, pane, ctx)
+            else:
+                log.warning("%s is not running: starting it", who.session, extra=where)
+            try:
+                new = self.start(who, agent, ctx, Reason.KEEP)
+            except CameBack:
+                return KeepResult(Kept.RUNNING, self.pane_now(who))
+            log.info("%s running (pane PID %d)", who.session, new.pid, extra=where)
+            return KeepResult(Kept.STARTED, new)
+
+    # --- sequences (the caller holds the agent's lock) -----------------------------------
+    def start(self, who: Identity, agent: AgentProgram, ctx: Context, reason: Reason) -> Pane:
+        """Pre-sync, start and finish the session by the role's start profile."""
+        assert self.locks.held(who.session), f"start of {who.session} without its lock"
+        profile = start_profile(who, agent, reason=reason, ready_prompt=self.ready_prompt)
+        if profile.pre_sync:
+            self.pre_sync(who, ctx)
+            if self.tmux.has_session(who.session):
+                raise CameBack(f"{who.session} exists again (started meanwhile)")
+        ctx.progress()
+        pane = self.keeper.start(who, agent, ctx, profile)
+        if profile.pane_died_hook:
+            try:
+                self.tmux.set_hook(who.session, "pane-died", pane_died_hook(who))
+            except ToolError as exc:
+                log.warning("pane-died hook not set on %s: %s", who.session, exc)
+        return pane
+
+    def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
+                reason: Reason) -> Pane:
+        """Kill (if running), settle, clear any shutdown marker, start again."""
+        if pane is not None:
+            self.keeper.kill(who.session, pane, ctx)
+            ctx.sleep(KILL_SETTLE)
+        clear_mark(self.town, who.session)
+        return self.start(who, agent, ctx, reason)
+
+    def shutdown(self, who: Identity, pane: Pane | None, ctx: Context, *, by: str,
+                 hook_bead: str | None, request: str = "") -> None:
+        """Mark the agent as shut down on request, then kill it (if running).
+
+        The marker comes first: a sweep woken by the session closing sees it.
+        """
+        assert self.locks.held(who.session), f"shutdown of {who.session} without its lock"
+        try:
+            write_mark(self.town, who.session, by=by, hook_bead=hook_bead, request=request)
+        except OSError as exc:
+            raise ToolError(f"cannot record the shutdown of {who.session} ({exc}): "
+                            "not killing it") from None
+        if pane is not None:
+            self.keeper.kill(who.session, pane, ctx)
+
+    def pre_sync(self, who: Identity, ctx: Context) -> None:
+        """``git fetch`` + ``pull --rebase`` of the checkout; never fatal (§6.5 step 3)."""
+        workdir = who.workdir(self.town)
+        if who.rig is None or not (workdir / ".git").exists():
+            return  # not a checkout (yet): the start says so if it must be one
+        branch = default_branch(self.town, who.rig)
+        where = {"GT_AGENT": who.address}
+        problems = self.git.pre_sync(workdir, branch, progress=ctx.progress)
+        for problem in problems:
+            log.warning("pre-sync of %s: %s (starting anyway)", workdir, problem, extra=where)
+        if not problems:
+            log.info("pre-synced %s with origin/%s", workdir, branch, extra=where)

@@ -1,0 +1,249 @@
+"""The polecat sweep's decisions, as a pure function of what the sweep saw (§6.5, §6.6, §7).
+
+polecat-health gathers facts (tmux, agent beads, hooked beads, locks, shutdown markers),
+calls :func:`plan_sweep`, then performs the plan. Keeping the decisions pure lets them be
+tested over whole sequences of sweeps: a crash loop stops restarts, three deaths make one
+mass-death event, GUPP is mailed once per bead, nothing restarts while another service acts
+on a polecat or after it was shut down on request.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from gastown_units.services.restart_tracker import RestartTracker
+from gastown_units.services.sessions import Liveness
+from gastown_units.town.events import go_duration
+from gastown_units.town.shutdown_marks import ShutdownMark
+
+GONE_STATUSES = frozenset({"tombstone", "deleted"})
+FINISHED_STATES = frozenset({"done", "nuked"})
+
+
+@dataclass(frozen=True)
+class PolecatFacts:
+    """One polecat as the sweep saw it."""
+
+    session: str
+    address: str  # <rig>/<name>
+    rig: str
+    name: str
+    bead_id: str
+    liveness: Liveness
+    session_created: float | None = None
+    hook_bead: str = ""
+    agent_state: str = ""
+    updated_at: float | None = None  # agent bead's updated_at, epoch seconds
+    hooked_status: str | None = None  # status of the hooked bead; None: bd has no such bead
+    busy: bool = False  # another service holds the polecat's lock
+    mark: ShutdownMark | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    gupp_timeout: float = 1800.0
+    spawn_grace: float = 300.0
+    mass_death_count: int = 3
+    mass_death_window: float = 30.0
+
+
+@dataclass
+class SweepState:
+    """What the sweep remembers between runs (``daemon/units/polecat-health.json``)."""
+
+    incidents: dict[str, str] = field(default_factory=dict)  # mail key -> value sent once
+    dead: dict[str, str] = field(default_factory=dict)  # session -> hook of a counted death
+    deaths: list[tuple[float, str]] = field(default_factory=list)  # the mass-death window
+
+    @classmethod
+    def from_json(cls, data: Any) -> SweepState:
+        """Typed state from the saved JSON; entries of the wrong type are dropped."""
+        data = data if isinstance(data, dict) else {}
+
+        def strings(value: Any) -> dict[str, str]:
+            items = value.items() if isinstance(value, dict) else ()
+            return {str(k): v for k, v in items if isinstance(v, str)}
+
+        deaths = [(float(d[0]), d[1]) for d in data.get("deaths") or []
+                  if isinstance(d, list) and len(d) == 2 and isinstance(d[0], int | float)
+                  and not isinstance(d[0], bool) and isinstance(d[1], str)]
+        return cls(strings(data.get("incidents")), strings(data.get("dead")), deaths)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"incidents": dict(self.incidents), "dead": dict(self.dead),
+                "deaths": [[t, s] for t, s in self.deaths]}
+
+
+class Act(StrEnum):
+    NOTHING = "nothing"
+    RESTART = "restart"
+    HOLD = "hold"  # would restart, but backoff or a crash loop holds it back
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """A mail to the polecat's Witness, sent once per incident (``key`` → ``value``)."""
+
+    key: str
+    value: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class PolecatPlan:
+    facts: PolecatFacts
+    act: Act = Act.NOTHING
+    kill_first: bool = False  # a zombie pane is killed before the restart
+    clear_mark: bool = False  # a shutdown marker that no longer holds
+    mails: tuple[Mailing, ...] = ()
+    logs: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    polecats: tuple[PolecatPlan, ...]
+    mass_death: tuple[str, ...] = ()  # sessions of a mass death to report (an event)
+    state: SweepState = field(default_factory=SweepState)
+    tracker: RestartTracker | None = None
+
+
+def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: RestartTracker,
+               limits: Limits, now: float) -> SweepPlan:
+    """Decide every polecat of one sweep; ``state`` and ``tracker`` are not changed.
+
+    The returned plan carries the new state and tracker to save once it is performed.
+    """
+    new_state = copy.deepcopy(state)
+    new_tracker = copy.deepcopy(tracker)
+    plans: list[PolecatPlan] = []
+    mass: tuple[str, ...] = ()
+    for polecat in facts:
+        plan, died = _plan_one(polecat, new_state, new_tracker, limits, now)
+        if died:
+            mass = _count_death(polecat, new_state, limits, now) or mass
+        plans.append(plan)
+    return SweepPlan(tuple(plans), mass, new_state, new_tracker)
+
+
+def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
+              now: float) -> tuple[PolecatPlan, bool]:
+    """One polecat's plan, and whether a new death is to be counted."""
+    plan = PolecatPlan(f)
+    if f.liveness is Liveness.RUNNING:
+        return _alive(f, plan, state, tracker, limits, now), False
+    if not f.hook_bead:
+        return plan, False  # an orphan without work: the witness's business
+    if f.busy:
+        return replace(plan, logs=((logging.DEBUG, f"{f.session} is being acted on by "
+                                    "another service: left alone this sweep"),)), False
+    if f.agent_state in FINISHED_STATES:
+        return plan, False
+    if f.hooked_status is None or f.hooked_status in GONE_STATUSES:
+        return _gone_work(f, plan, state), False
+    if f.hooked_status == "closed":
+        return replace(plan, logs=((logging.INFO, f"{f.session} is dead but its hooked bead "
+                                    f"{f.hook_bead} is closed: not restarted"),)), False
+    if f.agent_state == "spawning" and f.updated_at is not None and \
+            now - f.updated_at < limits.spawn_grace:
+        return plan, False  # still being spawned by gt sling
+    if f.mark is not None:
+        if f.mark.holds(session_created=f.session_created, hook_bead=f.hook_bead,
+                        bead_updated=f.updated_at):
+            return replace(plan, logs=((logging.DEBUG, f"{f.session} was "
+                                        f"{f.mark.describe()}: kept down"),)), False
+        plan = replace(plan, clear_mark=True)
+    mails = [_orphaned(f)]
+    new_death = state.dead.get(f.session) != f.hook_bead
+    if new_death:
+        state.dead[f.session] = f.hook_bead
+    logs: list[tuple[int, str]] = []
+    policy = tracker.policy
+    if tracker.loops_now(f.session, now):
+        loop = go_duration(policy.loop_window)
+        logs.append((logging.ERROR, f"CRASH LOOP: {f.session} restarted {policy.loop_count} "
+                     f"times within {loop}: restarts stopped; release with "
+                     f"`gastown-units clear-backoff {f.address}`"))
+        mails.append(Mailing(f"loop:{f.session}", f.hook_bead,
+                             f"CRASH_LOOP: {f.address} restarts stopped",
+                             f"Polecat {f.name} crashed {policy.loop_count} times within "
+                             f"{loop}.\n\nhook_bead: {f.hook_bead}\n\nRestarts are stopped "
+                             f"until `gastown-units clear-backoff {f.address}`."))
+    mails = [m for m in mails if state.incidents.get(m.key) != m.value]
+    blocked = tracker.blocked(f.session, now)
+    if blocked:
+        logs.append((logging.INFO, f"{f.session} is dead with work hooked; not restarted "
+                     f"now ({blocked})"))
+        return replace(plan, act=Act.HOLD, mails=tuple(mails), logs=tuple(logs)), new_death
+    logs.append((logging.WARNING, f"CRASH DETECTED: polecat {f.address} has hook_bead="
+                 f"{f.hook_bead} but session {f.session} is "
+                 f"{'a zombie' if f.liveness is Liveness.ZOMBIE else 'dead'}"))
+    tracker.record(f.session, now)
+    return replace(plan, act=Act.RESTART, kill_first=f.liveness is Liveness.ZOMBIE,
+                   mails=tuple(mails), logs=tuple(logs)), new_death
+
+
+def _alive(f: PolecatFacts, plan: PolecatPlan, state: SweepState, tracker: RestartTracker,
+           limits: Limits, now: float) -> PolecatPlan:
+    """A running polecat: forget its death and orphan incident; GUPP; stability."""
+    state.dead.pop(f.session, None)
+    state.incidents.pop(f"orphaned:{f.session}", None)
+    state.incidents.pop(f"gone:{f.session}", None)
+    logs: list[tuple[int, str]] = []
+    if tracker.stable(f.session, now):
+        logs.append((logging.INFO, f"{f.session} stable again: restart backoff cleared"))
+    clear = f.mark is not None and not f.mark.holds(session_created=f.session_created)
+    mails: tuple[Mailing, ...] = ()
+    key = f"gupp:{f.bead_id}"
+    age = now - f.updated_at if f.updated_at is not None else 0.0
+    if not f.hook_bead or age <= limits.gupp_timeout:
+        state.incidents.pop(key, None)
+    elif state.incidents.get(key) != f.hook_bead:
+        duration = go_duration(age, round_to_minute=True)
+        mails = (Mailing(key, f.hook_bead, f"GUPP_VIOLATION: {f.bead_id} stuck for {duration}",
+                         f"Agent {f.bead_id} has work on hook but isn't progressing.\n\n"
+                         f"hook_bead: {f.hook_bead}\nstuck_duration: {duration}\n\n"
+                         "Action needed: Check if agent is alive and responsive. "
+                         "Consider restarting if stuck."),)
+    return replace(plan, clear_mark=clear, mails=mails, logs=tuple(logs))
+
+
+def _orphaned(f: PolecatFacts) -> Mailing:
+    return Mailing(f"orphaned:{f.session}", f.hook_bead,
+                   f"ORPHANED_WORK: {f.bead_id} has hooked work but is dead",
+                   f"Agent {f.bead_id} is dead but has work on its hook.\n\n"
+                   f"hook_bead: {f.hook_bead}\n\nAction needed: Either restart the agent or "
+                   "reassign the work.")
+
+
+def _gone_work(f: PolecatFacts, plan: PolecatPlan, state: SweepState) -> PolecatPlan:
+    """The hooked bead does not exist (or is a tombstone): no restart, reported once."""
+    what = "does not exist" if f.hooked_status is None else f"is a {f.hooked_status}"
+    key = f"gone:{f.session}"
+    if state.incidents.get(key) == f.hook_bead:
+        return plan
+    text = (f"{f.session} is dead and its hooked bead {f.hook_bead} {what}: not restarted "
+            "(Gas Town validates the issue before every polecat start)")
+    mail = Mailing(key, f.hook_bead, f"STALE_HOOK: {f.bead_id} hooks {f.hook_bead}, which {what}",
+                   f"Polecat {f.name} is dead and its hook_bead {f.hook_bead} {what}, so it "
+                   "was not restarted.\n\nAction needed: clear the hook "
+                   f"(bd slot clear {f.bead_id} hook) or hook existing work.")
+    return replace(plan, mails=(mail,), logs=((logging.WARNING, text),))
+
+
+def _count_death(f: PolecatFacts, state: SweepState, limits: Limits, now: float
+                 ) -> tuple[str, ...]:
+    """Count a death in the sliding window; the sessions of a mass death, once."""
+    window = limits.mass_death_window
+    deaths = [(t, s) for t, s in state.deaths if now - t <= window]
+    deaths.append((now, f.session))
+    if len(deaths) >= limits.mass_death_count:
+        state.deaths = []
+        return tuple(s for _, s in deaths)
+    state.deaths = deaths
+    return ()
