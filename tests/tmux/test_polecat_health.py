@@ -111,8 +111,9 @@ def test_dead_polecats_without_reason_to_restart_stay_dead(town: Path,
     assert tmux_server.sessions() == set()
 
 
-def test_missing_worktree_mails_crashed_polecat_then_orphaned_work_once(
+def test_missing_worktree_mails_orphaned_work_and_crashed_polecat_once(
         town: Path, tmux_server: PrivateTmux) -> None:
+    """[J] §6.6: every dead polecat with hooked work is ORPHANED_WORK, once per incident."""
     tree = polecat(town, tmux_server, "nux")
     crash(tmux_server, tree, "nux")
     subprocess.run(["git", "-C", str(town / RIG / "mayor" / "rig"), "worktree", "remove",
@@ -121,8 +122,10 @@ def test_missing_worktree_mails_crashed_polecat_then_orphaned_work_once(
     first = sweep(town, tmux_server)
     assert first.returncode == 1 and "worktree missing" in first.stderr
     assert "Traceback" not in first.stderr
-    assert mails(town, f"{RIG}/witness") == ["CRASHED_POLECAT: gastown/nux restart failed"]
-    for _ in range(2):  # backing off now: the witness hears of the orphan once
+    assert sorted(mails(town, f"{RIG}/witness")) == sorted([
+        "CRASHED_POLECAT: gastown/nux restart failed",
+        f"ORPHANED_WORK: gt-{RIG}-polecat-nux has hooked work but is dead"])
+    for _ in range(2):  # backing off now: nothing new for the witness
         assert sweep(town, tmux_server).returncode == 0
     subjects = mails(town, f"{RIG}/witness")
     assert sorted(subjects) == sorted([
