@@ -92,6 +92,30 @@ mkdir -p "polecats/$2"
 git -C mayor/rig worktree add -q -b "polecat/$2" "$PWD/polecats/$2/$3"
 """
 
+_CLONE_RIG = """
+set -eu
+cd "$1"
+export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \\
+       GIT_COMMITTER_EMAIL=t@example.com
+if [ ! -d .repo.git ]; then
+  git init -q --bare -b main .repo.git
+  git init -q -b main .seed && echo rig > .seed/README
+  git -C .seed add README && git -C .seed commit -q -m initial
+  git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
+fi
+rmdir "$2" 2>/dev/null || true
+git clone -q "$PWD/.repo.git" "$2"
+echo .agent/ > "$2/.git/info/exclude"
+"""
+
+
+def clone_rig_repo(guest: GuestSystemd, owner: str, town: str, rig: str, into: str) -> str:
+    """A real git clone at ``<town>/<rig>/<into>`` (as the owner, inside the guest) of the
+    rig's bare ``.repo.git`` (made with one commit on main if missing); returns its path."""
+    guest.run(["sh", "-c", _CLONE_RIG, "clone", f"{town}/{rig}", into], user=owner)
+    return f"{town}/{rig}/{into}"
+
+
 _HOOK_WORK = """
 set -eu
 cd "$1"
