@@ -13,7 +13,7 @@ import sys
 try:
     from systemd.journal import JournalHandler
 except ImportError:  # pragma: no cover - depends on python3-systemd being installed
-    JournalHandler = None  # type: ignore[assignment,misc]
+    JournalHandler = None
 
 
 def under_journal() -> bool:
@@ -50,8 +50,8 @@ def setup_logging(identifier: str, *, role: str, rig: str | None = None,
     if rig:
         fields["GT_RIG"] = rig
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if JournalHandler is not None and under_journal():
         handler = JournalHandler(SYSLOG_IDENTIFIER=identifier, **fields)

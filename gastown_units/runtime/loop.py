@@ -159,6 +159,11 @@ def run_service(service: Service, *, interval: float, once: bool,
                 log.warning("pass incomplete: %s", exc)
                 status = f"pass incomplete: {exc}"
                 ctx.failed(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug must not become a crash loop
+                from gastown_units.runtime.contain import report
+
+                status = report("pass", exc)
+                ctx.failed(status)
             notifier.status(status)
             notifier.ping(force=True)
             if once:

@@ -13,7 +13,7 @@ import time
 try:
     from sdnotify import SystemdNotifier
 except ImportError:  # pragma: no cover - the .deb depends on python3-sdnotify
-    SystemdNotifier = None  # type: ignore[assignment,misc]
+    SystemdNotifier = None
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
+from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import Kept
 from gastown_units.services.base import TownService
@@ -69,9 +70,11 @@ class DeaconKeeper(TownService):
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)
         ctx.progress()
-        self._ensure_boot(snap, report, ctx)
+        with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
+            self._ensure_boot(snap, report, ctx)
         ctx.progress()
-        self._check_heartbeat(snap, agent, report, ctx)
+        with contained("Deacon heartbeat check", ctx, {"GT_AGENT": DEACON.address}):
+            self._check_heartbeat(snap, agent, report, ctx)
         if self.settings.degraded:
             self._write_triage(report)
         return self._status(snap, report)

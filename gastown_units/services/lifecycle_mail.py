@@ -42,6 +42,7 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
+from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService
 from gastown_units.services.lifecycle_parse import (
@@ -150,13 +151,11 @@ class LifecycleMail(TownService):
         return f"inbox: {len(requests)} lifecycle request(s): {parts}"
 
     def _handle_safely(self, message: Message, snap: Snapshot, ctx: Context) -> str:
-        """One request; a tool failure ends it, not the pass."""
-        try:
-            return self._handle(message, snap, ctx)
-        except GastownError as exc:
-            log.error("LIFECYCLE request %s not finished: %s", message.id, exc)
-            ctx.failed(str(exc))
-            return "failed"
+        """One request; a failure ends it, not the pass."""
+        outcome = "failed"
+        with contained(f"LIFECYCLE request {message.id}", ctx):
+            outcome = self._handle(message, snap, ctx)
+        return outcome
 
     def _handle(self, message: Message, snap: Snapshot, ctx: Context) -> str:
         """Gather the facts, decide, then (under the agent's lock) claim and act."""

@@ -25,6 +25,7 @@ from gastown_units.errors import ConfigError, GastownError, ToolError
 from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import CameBack
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService
@@ -222,29 +223,34 @@ class PolecatHealth(TownService):
     # --- performing the plan -------------------------------------------------------------
     def _perform(self, plan: SweepPlan, report: Sweep, ctx: Context) -> None:
         for step in plan.polecats:
-            f, where = step.facts, {"GT_AGENT": step.facts.address}
-            for level, text in step.logs:
-                log.log(level, "%s", text, extra=where)
-            if step.clear_mark:
-                clear_mark(self.town, f.session)
-                log.info("%s has new work or a new session: its shutdown marker is removed",
-                         f.session, extra=where)
-            for mailing in step.mails:
-                if self._send(f.rig, mailing.subject, mailing.body):
-                    plan.state.incidents[mailing.key] = mailing.value
-            if step.act is Act.HOLD:
-                report.held += 1
-            elif step.act is Act.RESTART:
-                ctx.progress()
-                self._restart_one(step, plan.state, report, ctx)
+            with contained(f"polecat {step.facts.address}", ctx,
+                           {"GT_AGENT": step.facts.address}):
+                self._perform_one(step, plan.state, report, ctx)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
         assert plan.tracker is not None
         self.tracker = plan.tracker
         self._save(plan.state)
 
-    def _restart_one(self, step: PolecatPlan, state: SweepState, report: Sweep,
+    def _perform_one(self, step: PolecatPlan, state: SweepState, report: Sweep,
                      ctx: Context) -> None:
+        f, where = step.facts, {"GT_AGENT": step.facts.address}
+        for level, text in step.logs:
+            log.log(level, "%s", text, extra=where)
+        if step.clear_mark:
+            clear_mark(self.town, f.session)
+            log.info("%s has new work or a new session: its shutdown marker is removed",
+                     f.session, extra=where)
+        for mailing in step.mails:
+            if self._send(f.rig, mailing.subject, mailing.body):
+                state.incidents[mailing.key] = mailing.value
+        if step.act is Act.HOLD:
+            report.held += 1
+        elif step.act is Act.RESTART:
+            ctx.progress()
+            self._restart_one(step, report, ctx)
+
+    def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
         f, where = step.facts, {"GT_AGENT": step.facts.address}
         try:
             outcome = self._restart(step, ctx)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gastown_units.errors import GastownError, ToolError
+from gastown_units.errors import ToolError
 from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, Snapshot
+from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import AgentActor
 from gastown_units.services.lifecycle_parse import TooOld, too_old
@@ -201,12 +202,8 @@ def process_requests(handler: ShutdownHandler, messages: list[Message], snap: Sn
         if not is_shutdown_request(message):
             continue
         ctx.progress()
-        try:
+        outcome = "failed"
+        with contained(f"shutdown request {message.id} (retried next pass)", ctx):
             outcome = handler.handle(message, snap, ctx)
-        except GastownError as exc:
-            log.error("shutdown request %s not finished (retried next pass): %s",
-                      message.id, exc)
-            outcome = "failed"
-            ctx.failed(str(exc))
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

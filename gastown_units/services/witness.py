@@ -15,6 +15,7 @@ from gastown_units.errors import GastownError
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Snapshot
+from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.polecat_shutdown import ShutdownHandler, process_requests
 from gastown_units.services.rig_service import RigService
@@ -73,21 +74,26 @@ class Witness(RigService):
             log.error("cannot save %s: %s", self.state_file, exc)
 
     def patrol_pass(self, snap: Snapshot, ctx: Context) -> list[str]:
-        parts = [self._stuck_ladder(snap, ctx)]
+        parts: list[str] = []
+        with contained("stuck-ladder patrol", ctx):
+            parts.append(self._stuck_ladder(snap, ctx))
         ctx.progress()
+        with contained("shutdown requests", ctx):
+            parts.append(self._shutdown_requests(snap, ctx))
+        if self.settings.auto_spawn:
+            ctx.progress()
+            with contained("auto-spawn", ctx):
+                parts.append(self._auto_spawn(snap, ctx))
+        return parts
+
+    def _shutdown_requests(self, snap: Snapshot, ctx: Context) -> str:
         try:
             messages = self.mail.inbox(self.identity.address)
         except GastownError as exc:
             log.warning("cannot read the witness inbox: %s", exc)
-            parts.append("inbox unreadable")
-        else:
-            counts = process_requests(self.shutdowns, messages, snap, ctx)
-            if counts:
-                parts.append("shutdowns " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        if self.settings.auto_spawn:
-            ctx.progress()
-            parts.append(self._auto_spawn(snap, ctx))
-        return parts
+            return "inbox unreadable"
+        counts = process_requests(self.shutdowns, messages, snap, ctx)
+        return "shutdowns " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""
 
     # --- stuck polecats ---------------------------------------------------------------
     def _live_polecats(self, snap: Snapshot) -> list[Identity]:

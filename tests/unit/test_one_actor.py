@@ -23,7 +23,6 @@ from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.shutdown_marks import (
-    ShutdownMark,
     clear_mark,
     mark_path,
     read_mark,
