@@ -159,6 +159,9 @@ def test_cycle_of_a_polecat_pre_syncs_its_worktree(town: Path,
     assert f"{RIG}/polecats/nux <- daemon • " in record["argv"][-1]
     assert record["argv"][-1].endswith("lifecycle-restart\n\nCheck your hook and begin work.")
     assert (tree / "NEWS").exists()  # git pull --rebase origin main before the start
+    # The same start profile as polecat-health's restart: the pane-died hook too.
+    hooks = tmux_server.tmux("show-hooks", "-w", "-t", f"=gt-{RIG}-nux:").stdout
+    assert "gt log crash --agent 'gastown/nux'" in hooks
 
 
 @pytest.mark.parametrize(("sender", "session", "workdir", "role"), [

@@ -194,6 +194,61 @@ def test_keeper_does_not_start_an_agent_in_the_middle_of_a_cycle(
     assert inbox_ids(town) == set()
 
 
+def test_cycle_of_a_polecat_is_not_raced_by_the_crash_sweep(town: Path,
+                                                           tmux_server: PrivateTmux) -> None:
+    tree = polecat(town, tmux_server, "nux")
+    old = agent_record(tree)["pid"]
+    git(town / RIG / "mayor" / "rig", "config", "remote.origin.uploadpack",
+        "sleep 4; git-upload-pack")  # a slow pre-sync: the window the sweep used to hit
+    seed(town, f"{RIG}/nux", CYCLE)
+    cycling = subprocess.Popen(
+        keeper.service_argv("lifecycle-mail", town, tmux_server.socket, "--once"),
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=keeper.service_env())
+    try:
+        poll_until(lambda: NUX not in tmux_server.sessions(), timeout=30,
+                   what="the cycle's kill")
+        meanwhile = sweep(town, tmux_server, "--debug")  # woken by the session closing
+        out, _ = cycling.communicate(timeout=120)
+    finally:
+        if cycling.poll() is None:
+            cycling.kill()
+    assert cycling.returncode == 0, out
+    assert meanwhile.returncode == 0, meanwhile.stderr
+    assert "being acted on by another service" in meanwhile.stderr
+    assert "CRASH DETECTED" not in meanwhile.stderr
+    poll_until(lambda: (r := agent_record(tree)) and r["pid"] != old, timeout=30,
+               what="the cycled polecat")
+    assert starts(tree) == 2
+    state = town / "daemon" / "restart_state.json"
+    assert not state.exists() or NUX not in json.loads(state.read_text())["agents"], \
+        "a requested cycle was booked as a crash"
+
+
+def test_one_rigs_bad_agent_setting_does_not_stop_the_sweep(town: Path,
+                                                            tmux_server: PrivateTmux) -> None:
+    from tests.harness.town import make_town
+
+    make_town(town, rigs={RIG: "gt", "other": "ot"})
+    tree = polecat(town, tmux_server, "nux")
+    crash(tmux_server, tree, "nux")
+    (town / "other" / "settings").mkdir(parents=True, exist_ok=True)
+    (town / "other" / "settings" / "config.json").write_text(
+        json.dumps({"role_agents": {"polecat": "nosuch"}}))
+    (town / RIG / "settings").mkdir(parents=True, exist_ok=True)
+    (town / RIG / "settings" / "config.json").write_text(json.dumps({
+        "agents": {"standin": {"command": sys.executable, "args": [str(AGENT)]}},
+        "role_agents": {"polecat": "standin"}}))
+    argv = keeper.service_argv("polecat-health", town, tmux_server.socket, "--once")
+    at = argv.index("--agent-command")
+    del argv[at:at + 2]  # the rigs' own settings decide
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                            env=keeper.service_env())
+    assert result.returncode == 1, result.stderr  # a failure was recorded
+    assert "rig other not swept: unknown agent 'nosuch'" in result.stderr
+    assert "Traceback" not in result.stderr
+    poll_until(lambda: tmux_server.pane(NUX), timeout=30, what="the other rig's restart")
+
+
 # --- stale requests ------------------------------------------------------------------------
 def test_stale_shutdown_for_a_reused_polecat_name_kills_nothing(
         town: Path, tmux_server: PrivateTmux) -> None:
