@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import keeper
@@ -53,6 +54,28 @@ def hold_lock(town: Path, session: str) -> int:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.write(fd, b"4242 test-holder restart\n")
     return fd
+
+
+def during_cycle(town: Path, server: PrivateTmux, session: str,
+                 other: Callable[[], subprocess.CompletedProcess[str]]
+                 ) -> subprocess.CompletedProcess[str]:
+    """Run lifecycle-mail's pass; once it has killed ``session``, run ``other`` (another
+    service's pass) in the window before the new start. Returns ``other``'s result."""
+    cycling = subprocess.Popen(
+        keeper.service_argv("lifecycle-mail", town, server.socket, "--once"),
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=keeper.service_env())
+    try:
+        poll_until(lambda: session not in server.sessions(), timeout=30,
+                   what="the cycle's kill")
+        meanwhile = other()
+        out, _ = cycling.communicate(timeout=120)
+    finally:
+        if cycling.poll() is None:
+            cycling.kill()
+            cycling.communicate()
+    assert cycling.returncode == 0, out
+    assert meanwhile.returncode == 0, meanwhile.stderr
+    return meanwhile
 
 
 # --- the witness's shutdown against the crash sweep ---------------------------------------
@@ -172,20 +195,8 @@ def test_keeper_does_not_start_an_agent_in_the_middle_of_a_cycle(
     old = tmux_server.pane(f"gt-{RIG}-refinery")[0]
     assert starts(checkout) == 1
     seed(town, f"{RIG}/refinery", CYCLE)
-    cycling = subprocess.Popen(
-        keeper.service_argv("lifecycle-mail", town, tmux_server.socket, "--once"),
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=keeper.service_env())
-    try:
-        poll_until(lambda: f"gt-{RIG}-refinery" not in tmux_server.sessions(), timeout=30,
-                   what="the cycle's kill")
-        meanwhile = keeper.run_once("refinery", town, tmux_server.socket, "--rig", RIG,
-                                    "--debug")
-        out, _ = cycling.communicate(timeout=120)
-    finally:
-        if cycling.poll() is None:
-            cycling.kill()
-    assert cycling.returncode == 0, out
-    assert meanwhile.returncode == 0, meanwhile.stderr
+    meanwhile = during_cycle(town, tmux_server, f"gt-{RIG}-refinery", lambda: keeper.run_once(
+        "refinery", town, tmux_server.socket, "--rig", RIG, "--debug"))
     assert "is being acted on by" in meanwhile.stderr
     new = tmux_server.pane(f"gt-{RIG}-refinery")[0]
     assert new != old
@@ -201,19 +212,8 @@ def test_cycle_of_a_polecat_is_not_raced_by_the_crash_sweep(town: Path,
     git(town / RIG / "mayor" / "rig", "config", "remote.origin.uploadpack",
         "sleep 4; git-upload-pack")  # a slow pre-sync: the window the sweep used to hit
     seed(town, f"{RIG}/nux", CYCLE)
-    cycling = subprocess.Popen(
-        keeper.service_argv("lifecycle-mail", town, tmux_server.socket, "--once"),
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=keeper.service_env())
-    try:
-        poll_until(lambda: NUX not in tmux_server.sessions(), timeout=30,
-                   what="the cycle's kill")
-        meanwhile = sweep(town, tmux_server, "--debug")  # woken by the session closing
-        out, _ = cycling.communicate(timeout=120)
-    finally:
-        if cycling.poll() is None:
-            cycling.kill()
-    assert cycling.returncode == 0, out
-    assert meanwhile.returncode == 0, meanwhile.stderr
+    meanwhile = during_cycle(town, tmux_server, NUX,  # as if woken by the session closing
+                             lambda: sweep(town, tmux_server, "--debug"))
     assert "being acted on by another service" in meanwhile.stderr
     assert "CRASH DETECTED" not in meanwhile.stderr
     poll_until(lambda: (r := agent_record(tree)) and r["pid"] != old, timeout=30,
