@@ -37,6 +37,7 @@ class Context:
     notifier: Notifier
     stop_requested: Callable[[], bool]
     failures: list[str] = field(default_factory=list)
+    soon: float | None = None  # run the next pass within this many seconds
 
     def progress(self) -> None:
         """Call between steps and in waits: pings the watchdog, aborts on stop."""
@@ -53,6 +54,10 @@ class Context:
 
     def status(self, text: str) -> None:
         self.notifier.status(text)
+
+    def retry_in(self, seconds: float) -> None:
+        """Ask for the next pass within ``seconds`` (work was left for a busy agent)."""
+        self.soon = seconds if self.soon is None else min(self.soon, seconds)
 
     def failed(self, what: str) -> None:
         """Record that an action of this pass failed (``--once`` then exits 1)."""
@@ -151,6 +156,7 @@ def run_service(service: Service, *, interval: float, once: bool,
         while not signals.stop:
             signals.wake = False
             ctx.failures.clear()
+            ctx.soon = None
             try:
                 status = service.tick(ctx)
             except Stopping:
@@ -168,7 +174,8 @@ def run_service(service: Service, *, interval: float, once: bool,
             notifier.ping(force=True)
             if once:
                 return EX_FAILURE if ctx.failures else EX_OK
-            deadline = time.monotonic() + interval
+            pause = interval if ctx.soon is None else min(interval, ctx.soon)
+            deadline = time.monotonic() + pause
             while not signals.stop and not signals.wake and time.monotonic() < deadline:
                 signals.wait(min(wait, deadline - time.monotonic()), events)
                 notifier.ping()

@@ -44,6 +44,7 @@ from gastown_units.town.shutdown_marks import (
 log = logging.getLogger(__name__)
 
 KILL_SETTLE = 0.5  # Gas Town sleeps 500 ms between the kill and the restart
+BUSY_RETRY = 1.0  # seconds until work left for an agent another service held is retried
 
 
 class CameBack(GastownError):

@@ -18,7 +18,7 @@ from gastown_units.errors import ConfigError, GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import Kept
+from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService
 from gastown_units.services.profiles import Reason
 from gastown_units.services.sessions import Liveness, StartFailed, liveness
@@ -99,6 +99,7 @@ class DeaconKeeper(TownService):
             return snap
         self._held_logged = None
         if kept.outcome is Kept.BUSY:
+            ctx.retry_in(BUSY_RETRY)  # look again once the other service is done
             report.notes.append(f"deacon: another service is acting on it ({kept.detail})")
             return snap
         if kept.outcome is Kept.RUNNING:

@@ -44,6 +44,7 @@ from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
+from gastown_units.services.actor import BUSY_RETRY
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService
 from gastown_units.services.lifecycle_parse import (
     Action,
@@ -174,6 +175,7 @@ class LifecycleMail(TownService):
                 self._once(message, "busy", logging.INFO, "LIFECYCLE request %s: %s is being "
                            "acted on by %s; retried next pass", message.id, who.session,
                            self.actor.busy_with(who), who=who)
+                ctx.retry_in(BUSY_RETRY)
                 return "left (agent busy)"
             pane = self.actor.pane_now(who)  # a keeper may have restarted it meanwhile
             decision = decide(replace(facts, session_created=pane.created if pane else None))

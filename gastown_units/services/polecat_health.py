@@ -49,7 +49,7 @@ from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
 from gastown_units.town.rigs import rig_prefixes
-from gastown_units.town.shutdown_marks import clear_mark, mark_path
+from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -184,11 +184,11 @@ class PolecatHealth(TownService):
         dead = [(who, bead) for who, bead, agent in seen
                 if bead is not None and bead.hook_bead
                 and liveness(snap.first_pane(who.session), agent) is not Liveness.RUNNING]
-        busy = {who.session for who, _ in dead
-                if not self.actor.locks.acquire(who.session, "crash sweep")}
+        busy = {who.session for who, _ in dead if not self._take_lock(who)}
+        fresh = snap
         if len(busy) < len(dead):
             ctx.progress()
-            snap = self.tmux.snapshot()  # a fresh look now that their locks are ours
+            fresh = self.tmux.snapshot()  # a fresh look now that their locks are ours
         hooked: dict[str, dict[str, Any]] = {}
         if dead:
             try:
@@ -197,8 +197,19 @@ class PolecatHealth(TownService):
                 log.warning("bd failed reading hooked beads, nothing restarted: %s", exc)
                 ctx.failed(str(exc))
                 return None
-        return [self._facts(who, bead, agent, snap, hooked, who.session in busy)
+        candidates = {who.session for who, _ in dead}
+        # Only the candidates are judged on the fresh look: their hooked beads were read.
+        return [self._facts(who, bead, agent, fresh if who.session in candidates else snap,
+                            hooked, who.session in busy)
                 for who, bead, agent in seen]
+
+    def _take_lock(self, who: Identity) -> bool:
+        """Take a dead-looking polecat's lock for this sweep; False: leave it alone."""
+        try:
+            return self.actor.locks.acquire(who.session, "crash sweep")
+        except OSError as exc:
+            log.error("cannot take the lock of %s (%s): not judging it", who.session, exc)
+            return False
 
     def _facts(self, who: Identity, bead: AgentBead | None, agent: AgentProgram,
                snap: Snapshot, hooked: dict[str, dict[str, Any]], busy: bool
@@ -207,8 +218,7 @@ class PolecatHealth(TownService):
         state = liveness(pane, agent)
         base = PolecatFacts(who.session, who.address, str(who.rig), str(who.name),
                             str(who.bead_id(self.prefixes[str(who.rig)])), state,
-                            pane.created if pane else None, busy=busy,
-                            mark=self.actor.mark(who) if self._marked(who) else None)
+                            pane.created if pane else None, busy=busy, mark=self.actor.mark(who))
         if bead is None:
             return base
         updated = parse_time(bead.updated_at)
@@ -216,9 +226,6 @@ class PolecatHealth(TownService):
         return replace(base, hook_bead=bead.hook_bead, agent_state=bead.agent_state,
                        updated_at=updated.timestamp() if updated else None,
                        hooked_status=str(work.get("status") or "open") if work else None)
-
-    def _marked(self, who: Identity) -> bool:
-        return mark_path(self.town, who.session).exists()
 
     # --- performing the plan -------------------------------------------------------------
     def _perform(self, plan: SweepPlan, report: Sweep, ctx: Context) -> None:

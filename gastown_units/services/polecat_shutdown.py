@@ -27,7 +27,7 @@ from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import AgentActor
+from gastown_units.services.actor import BUSY_RETRY, AgentActor
 from gastown_units.services.lifecycle_parse import TooOld, too_old
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
@@ -82,6 +82,7 @@ class ShutdownHandler:
         who = Identity(Role.POLECAT, self.rig, name)
         with self.actor.hold(who, f"shutdown ({message.id})") as mine:
             if not mine:
+                ctx.retry_in(BUSY_RETRY)
                 return "busy"
             return self._handle_locked(message, who, ctx)
 

@@ -10,7 +10,7 @@ from gastown_units.errors import ConfigError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import Kept
+from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService
 from gastown_units.services.rig_gate import RigGate
 from gastown_units.services.sessions import StartFailed
@@ -113,6 +113,8 @@ class RigService(TownService):
                 self._held_logged = kept.detail
             return f"{session} down: {kept.detail}", False
         self._held_logged = None
+        if kept.outcome is Kept.BUSY:
+            ctx.retry_in(BUSY_RETRY)  # look again once the other service is done
         if kept.outcome is Kept.BUSY or kept.pane is None:
             return f"{session}: another service is acting on it ({kept.detail})", False
         up = (time.time() - kept.pane.created) / 60

@@ -199,3 +199,33 @@ def test_corrupt_unit_state_is_set_aside(tmp_path: Path) -> None:
     path.write_text("{oops")
     assert load_state(path) == {}
     assert (tmp_path / "witness-gastown.json.bad").exists()
+
+
+# --- work left for a busy agent is retried soon ----------------------------------------------
+def test_a_pass_that_left_work_for_a_busy_agent_runs_again_soon() -> None:
+    import time
+
+    from gastown_units.runtime.loop import Context, run_service
+
+    class Busy:
+        name = "busy"
+        ticks: list[float] = []
+
+        def setup(self, ctx: Context) -> str:
+            return "ready"
+
+        def tick(self, ctx: Context) -> str:
+            self.ticks.append(time.monotonic())
+            if len(self.ticks) == 1:
+                ctx.retry_in(0.1)  # e.g. a LIFECYCLE request left: the agent was locked
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return "pass"
+
+        def close(self) -> None:
+            pass
+
+    service = Busy()
+    started = time.monotonic()
+    assert run_service(service, interval=3600, once=False) == 0
+    assert len(service.ticks) == 2 and service.ticks[1] - started < 60
