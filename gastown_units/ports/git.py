@@ -61,9 +61,12 @@ class Git:
         out = self._check(tree, "rev-parse", "--path-format=absolute", "--git-common-dir")
         return Path(out.strip())
 
-    def remove_worktree(self, repo: Path, tree: Path) -> None:
+    def remove_worktree(self, repo: Path, tree: Path,
+                        progress: Callable[[], None] | None = None) -> None:
         """``git worktree remove`` (after a clean check), then prune stale entries."""
         self._check(repo, "worktree", "remove", str(tree))
+        if progress:
+            progress()
         self._check(repo, "worktree", "prune")
 
     def branch_exists(self, repo: Path, branch: str) -> bool:

@@ -130,6 +130,17 @@ class _Signals:
                 pass
 
 
+def with_failures(status: str, failures: list[str]) -> str:
+    """The status line, plus what failed this pass when the line does not say it already.
+
+    >>> with_failures("3 restarted", ["restart of gt-x failed", "mail failed"])
+    '3 restarted; 2 failure(s), first: restart of gt-x failed'
+    """
+    if not failures or failures[0] in status:
+        return status
+    return f"{status}; {len(failures)} failure(s), first: {failures[0]}"
+
+
 def run_service(service: Service, *, interval: float, once: bool,
                 notifier: Notifier | None = None, event_file: Path | None = None) -> int:
     """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code.
@@ -170,7 +181,7 @@ def run_service(service: Service, *, interval: float, once: bool,
 
                 status = report("pass", exc)
                 ctx.failed(status)
-            notifier.status(status)
+            notifier.status(with_failures(status, ctx.failures))
             notifier.ping(force=True)
             if once:
                 return EX_FAILURE if ctx.failures else EX_OK

@@ -186,7 +186,7 @@ class LifecycleMail(TownService):
             if decision.verdict is Verdict.REFUSE:
                 log.warning("%s requested %s, but rig %s is not operational (%s): request "
                             "deleted, agent left as it is", who.address, action, who.rig,
-                            self._gate(who).reason, extra={"GT_AGENT": who.address})
+                            facts.rig_reason, extra={"GT_AGENT": who.address})
                 return decision.outcome
             if action is Action.SHUTDOWN:
                 return self._shutdown(message, who, pane, _committed(ctx))
@@ -217,7 +217,8 @@ class LifecycleMail(TownService):
                        "LIFECYCLE request %s (%s of %s) left for the next pass: %s",
                        message.id, action, who.address, gate.reason, who=who)
         return replace(base, confirmed=confirmed, agent_ok=agent_ok,
-                       rig_operational=gate.operational, rig_unknown=gate.unknown)
+                       rig_operational=gate.operational, rig_unknown=gate.unknown,
+                       rig_reason=gate.reason)
 
     def _agent(self, message: Message, who: Identity, action: Action) -> AgentProgram | None:
         try:

@@ -136,6 +136,7 @@ class RequestFacts:
     agent_ok: bool = True  # the agent of the requester's role resolves (restart needs it)
     rig_operational: bool = True
     rig_unknown: bool = False  # the rig's state could not be read (bd or wisp failed)
+    rig_reason: str = ""  # why the rig is not operational
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ class ShutdownHandler:
             raise ToolError(f"{who.session} still has a session after the kill: worktree "
                             "kept, retried next pass")
         repo = self._remove_worktree(who, tree, ctx)
-        self._delete_branch(who, repo)
+        self._delete_branch(who, repo, ctx)
         ctx.progress()
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
@@ -153,7 +153,7 @@ class ShutdownHandler:
             return clone
         repo = self.git.common_dir(tree)
         ctx.progress()
-        self.git.remove_worktree(repo, tree)
+        self.git.remove_worktree(repo, tree, progress=ctx.progress)
         ctx.progress()
         log.info("removed worktree %s", tree, extra={"GT_AGENT": who.address})
         base = self.town.rig_dir(self.rig) / "polecats" / str(who.name)
@@ -174,11 +174,12 @@ class ShutdownHandler:
         log.warning("polecat %s cannot be shut down yet: %s (told it by mail)", who.address,
                     reason, extra={"GT_AGENT": who.address})
 
-    def _delete_branch(self, who: Identity, repo: Path) -> None:
+    def _delete_branch(self, who: Identity, repo: Path, ctx: Context) -> None:
         """Delete ``polecat/<name>`` (merged only) where the worktree's branches live."""
         branch = f"polecat/{who.name}"
         if not repo.exists() or not self.git.branch_exists(repo, branch):
             return
+        ctx.progress()
         kept = self.git.delete_merged_branch(repo, branch)
         if kept:
             log.warning("branch %s in %s %s", branch, repo, kept,
