@@ -27,7 +27,7 @@ from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
 from gastown_units.ports.tmux import Pane, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
-from gastown_units.services.profiles import Reason, pane_died_hook, start_profile
+from gastown_units.services.profiles import Reason, start_profile
 from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity
@@ -171,13 +171,7 @@ class AgentActor:
             if self.tmux.has_session(who.session):
                 raise CameBack(f"{who.session} exists again (started meanwhile)")
         ctx.progress()
-        pane = self.keeper.start(who, agent, ctx, profile)
-        if profile.pane_died_hook:
-            try:
-                self.tmux.set_hook(who.session, "pane-died", pane_died_hook(who))
-            except ToolError as exc:
-                log.warning("pane-died hook not set on %s: %s", who.session, exc)
-        return pane
+        return self.keeper.start(who, agent, ctx, profile)
 
     def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
                 reason: Reason) -> Pane:

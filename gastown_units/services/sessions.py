@@ -17,7 +17,7 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports import procs
 from gastown_units.ports.tmux import Pane, Tmux
 from gastown_units.runtime.loop import Context
-from gastown_units.services.profiles import StartProfile
+from gastown_units.services.profiles import StartProfile, pane_died_hook
 from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
 from gastown_units.town.claude_settings import ensure_claude_settings
 from gastown_units.town.identity import Identity, Role
@@ -82,7 +82,7 @@ class SessionKeeper:
         """Create the agent's session with its environment in the start command; wait for it.
 
         Raises StartFailed (session removed) when the agent does not come up in time.
-        Pre-sync and the pane-died hook are the actor's (it holds the agent's lock).
+        Pre-sync is the actor's (it holds the agent's lock); the pane-died hook is set at once.
         """
         theme, extra_env = profile.theme, profile.extra_env
         session = identity.session
@@ -112,6 +112,11 @@ class SessionKeeper:
                 self.tmux.set_options(session, theme.options(session))
         except ToolError as exc:
             log.warning("session %s: environment/theme not set: %s", session, exc)
+        if profile.pane_died_hook:  # at once, as Gas Town does: before the agent is up
+            try:
+                self.tmux.set_hook(session, "pane-died", pane_died_hook(identity))
+            except ToolError as exc:
+                log.warning("pane-died hook not set on %s: %s", session, exc)
         pane = self.wait_for_agent(session, agent, ctx)
         self.accept_bypass(session, ctx)
         if profile.ready_prompt:
