@@ -237,14 +237,16 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
         raise GastownError(f"cannot update the restart state: {exc}") from None
     from gastown_units.town.shutdown_marks import clear_mark
 
-    if clear_mark(town, who.session):
+    released = clear_mark(town, who.session)
+    if released:
         click.echo(f"removed the shutdown marker of {who.address} ({who.session}); "
                    "its keeper may start it again")
     if cleared:
         click.echo(f"cleared restart backoff of {who.address} ({who.session}); "
                    "the next polecat-health sweep may restart it")
-    else:
-        click.echo(f"{who.address} ({who.session}) had no restart backoff")
+    elif not released:
+        click.echo(f"{who.address} ({who.session}) had no restart backoff and no shutdown "
+                   "marker")
 
 
 @cli.command("config")
