@@ -59,8 +59,23 @@ def agent_from_json(obj: dict[str, Any]) -> AgentBead:
     )
 
 
-def parse_issue_list(stdout: str) -> list[dict[str, Any]] | None:
-    """An array of issues; ``None`` for "not found" shapes (empty, ``[]``, ``{"error"}``).
+NOT_FOUND = ("no issue found matching", "no issues found matching", "not found")
+
+
+def names_no_match(text: str) -> bool:
+    """Does a ``bd`` error text say "no such issue" (every era's wording, beads.md §2.4)?
+
+    >>> names_no_match('resolving ID gt-x: operation failed: failed to resolve ID: '
+    ...                'no issue found matching "gt-x"'), names_no_match("database is locked")
+    (True, False)
+    """
+    lower = text.lower()
+    return any(needle in lower for needle in NOT_FOUND)
+
+
+def parse_issue_list(stdout: str) -> list[dict[str, Any]] | str | None:
+    """An array of issues; ``None`` for no issues (empty output, ``[]``, ``null``); the
+    message of an ``{"error": …}`` object as a ``str`` (the caller decides what it means).
 
     Accepts the later ``{"schema_version", "data": …}`` envelope too (beads.md §9).
     Raises ValueError for output that is not JSON.
@@ -71,7 +86,9 @@ def parse_issue_list(stdout: str) -> list[dict[str, Any]] | None:
     data = json.loads(text)
     if isinstance(data, dict) and "data" in data and "schema_version" in data:
         data = data["data"]
-    if data is None or (isinstance(data, dict) and "error" in data):
+    if isinstance(data, dict) and "error" in data:
+        return str(data.get("error") or "error")
+    if data is None:
         return None
     if isinstance(data, dict):
         data = [data]
@@ -89,16 +106,24 @@ class Beads:
         self.timeout = timeout
 
     def _json(self, *args: str) -> list[dict[str, Any]] | None:
+        """Issues, or None when ``bd`` says there are none / no such issue (absent).
+
+        Every other failure is a ToolError: unknown, never "absent" (beads.md §2.4).
+        """
         result = runner.run([self.binary, *args], timeout=self.timeout, cwd=self.cwd)
         try:
-            items = parse_issue_list(result.stdout)
-        except (ValueError, json.JSONDecodeError):
+            parsed = parse_issue_list(result.stdout)
+        except (ValueError, RecursionError):
             raise ToolError(f"bd {args[0]}: unreadable output: {result.stdout[:80]!r}") from None
-        if not result.ok and items is None:
-            if "not found" in (result.stderr + result.stdout).lower():
+        if isinstance(parsed, str):
+            if names_no_match(parsed):
+                return None
+            raise ToolError(f"bd {args[0]} failed: {parsed}")
+        if not result.ok and parsed is None:
+            if names_no_match(result.stderr + result.stdout):
                 return None
             raise ToolError(f"bd {args[0]} failed: {result.error_line()}")
-        return items
+        return parsed
 
     def show(self, bead_id: str) -> dict[str, Any] | None:
         """One issue, or None when bd says it does not exist."""
@@ -106,11 +131,18 @@ class Beads:
         return items[0] if items else None
 
     def show_many(self, bead_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Several issues in one call (missing ones are simply absent)."""
-        if not bead_ids:
+        """Several issues in one call (missing ones are simply absent).
+
+        When that call finds nothing, each ID is asked alone: through the daemon (and at
+        N) one missing ID can fail the whole call, which says nothing about the others.
+        """
+        ids = sorted(set(bead_ids))
+        if not ids:
             return {}
-        items = self._json("show", *sorted(set(bead_ids)), "--json") or []
-        return {str(i.get("id")): i for i in items}
+        items = self._json("show", *ids, "--json")
+        if items is None and len(ids) > 1:
+            items = [found for one in ids if (found := self.show(one)) is not None]
+        return {str(i.get("id")): i for i in items or []}
 
     def agent(self, bead_id: str) -> AgentBead | None:
         obj = self.show(bead_id)

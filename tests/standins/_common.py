@@ -132,8 +132,11 @@ def check_faults(town: Path, tool: str, command: str | None) -> None:
 
 
 def bd_mode(town: Path) -> str:
-    txt = _read_text(standin_dir(town) / "bd.mode")
-    return "N" if txt and txt.strip().upper().startswith("N") else "O"
+    """``O`` (direct mode, default), ``daemon`` (O through the daemon's RPC) or ``N``."""
+    txt = (_read_text(standin_dir(town) / "bd.mode") or "").strip()
+    if txt.upper().startswith("N"):
+        return "N"
+    return "daemon" if txt.lower() == "daemon" else "O"
 
 
 # ---------------------------------------------------------------------------

@@ -26,11 +26,18 @@ def test_tmux_argv_never_starts_a_server() -> None:
     assert Tmux().argv("ls") == ["tmux", "-N", "ls"]
 
 
-@pytest.mark.parametrize("stdout", ["", "  \n", "[]", "null",
-                                    '{"error": "no issues found matching the provided IDs"}',
-                                    '{"schema_version":1,"data":{"error":"x"}}'])
-def test_not_found_shapes(stdout: str) -> None:
+@pytest.mark.parametrize("stdout", ["", "  \n", "[]", "null"])
+def test_no_issue_shapes(stdout: str) -> None:
     assert parse_issue_list(stdout) is None
+
+
+@pytest.mark.parametrize(("stdout", "message"), [
+    ('{"error": "no issues found matching the provided IDs", "schema_version": 1}',
+     "no issues found matching the provided IDs"),
+    ('{"schema_version":1,"data":{"error":"x"}}', "x"),
+])
+def test_error_objects_are_returned_for_the_caller_to_judge(stdout: str, message: str) -> None:
+    assert parse_issue_list(stdout) == message
 
 
 def test_agent_fields_from_columns_then_description() -> None:

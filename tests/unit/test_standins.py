@@ -212,6 +212,21 @@ def test_show_missing_n_mode(town):
     assert upd.returncode == 1
 
 
+def test_show_missing_daemon_mode(town):
+    """beads.md §2.4, O daemon mode: the ID is resolved through RPC first; a miss is a JSON
+    error on stdout, exit 1, and the remaining IDs are not shown."""
+    knob(town, "bd.mode", "daemon\n")
+    a = create(town, "A")
+    r = bd(town, "show", "hq-nope1", a["id"], "--json")
+    assert r.returncode == 1
+    assert json.loads(r.stdout) == {"error": 'resolving ID hq-nope1: operation failed: failed '
+                                    'to resolve ID: no issue found matching "hq-nope1"'}
+    plain = bd(town, "show", "hq-nope1")
+    assert plain.returncode == 1 and plain.stderr.startswith("Error: resolving ID hq-nope1")
+    ok = bd(town, "show", a["id"], "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["id"] == a["id"]
+
+
 def test_id_resolution(town):
     seed(
         town,

@@ -1,0 +1,70 @@
+"""The ``bd`` port against the stand-in in every era's mode (beads.md §1.3, §2.4).
+
+"Not found" in any of its forms is *absent*; every other failure is *unknown* (ToolError).
+A rig without its rig bead is operational by its wisp config alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gastown_units.errors import ToolError
+from gastown_units.ports.beads import Beads
+from gastown_units.services.rig_gate import RigGate
+from gastown_units.town.layout import Town
+from tests.harness.town import STANDINS
+
+MODES = ["O", "daemon", "N"]
+
+
+def beads(town: Path, mode: str) -> Beads:
+    (town / ".standin").mkdir(exist_ok=True)
+    (town / ".standin" / "bd.mode").write_text(mode + "\n")
+    return Beads(binary=str(STANDINS / "bd"), cwd=town, timeout=30)
+
+
+def create(town: Path, title: str, *extra: str) -> str:
+    out = subprocess.run([str(STANDINS / "bd"), "create", f"--title={title}", "--json", *extra],
+                         cwd=town, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(out.stdout)["id"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_missing_issue_is_absent_in_every_mode(town: Path, mode: str) -> None:
+    port = beads(town, mode)
+    assert port.show("hq-nope1") is None
+    assert port.show_many(["hq-nope1", "hq-nope2"]) == {}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_found_and_missing_together(town: Path, mode: str) -> None:
+    port = beads(town, mode)
+    found = create(town, "real")
+    assert set(port.show_many([found, "hq-nope1"])) == {found}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_bd_is_unknown_not_absent(town: Path, mode: str) -> None:
+    port = beads(town, mode)
+    (town / ".standin" / "bd.fail").write_text("database is locked")
+    with pytest.raises(ToolError, match="database is locked"):
+        port.show("hq-nope1")
+    with pytest.raises(ToolError):
+        port.show_many(["hq-a", "hq-b"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_rig_without_its_rig_bead_is_operational(town: Path, mode: str) -> None:
+    gate = RigGate(Town.open(town), beads(town, mode), "gastown", "gt").check()
+    assert gate.operational and not gate.unknown, gate.reason
+
+
+def test_a_docked_rig_bead_still_closes_the_gate(town: Path) -> None:
+    create(town, "gastown", "--id=gt-rig-gastown", "--type=rig", "--labels=status:docked",
+           "--force")
+    gate = RigGate(Town.open(town), beads(town, "N"), "gastown", "gt").check()
+    assert not gate.operational and "docked" in gate.reason
