@@ -110,19 +110,28 @@ class Beads:
 
         Every other failure is a ToolError: unknown, never "absent" (beads.md §2.4).
         """
+        return self._json_exit(*args)[0]
+
+    def _json_exit(self, *args: str) -> tuple[list[dict[str, Any]] | None, bool]:
+        """:meth:`_json` and whether ``bd`` exited 0."""
         result = runner.run([self.binary, *args], timeout=self.timeout, cwd=self.cwd)
+        return self._judge(args[0], result), result.ok
+
+    @staticmethod
+    def _judge(command: str, result: runner.Result) -> list[dict[str, Any]] | None:
+        """The issues of one ``bd`` run, None for "absent", ToolError for "unknown"."""
         try:
             parsed = parse_issue_list(result.stdout)
         except (ValueError, RecursionError):
-            raise ToolError(f"bd {args[0]}: unreadable output: {result.stdout[:80]!r}") from None
+            raise ToolError(f"bd {command}: unreadable output: {result.stdout[:80]!r}") from None
         if isinstance(parsed, str):
             if names_no_match(parsed):
                 return None
-            raise ToolError(f"bd {args[0]} failed: {parsed}")
+            raise ToolError(f"bd {command} failed: {parsed}")
         if not result.ok and parsed is None:
             if names_no_match(result.stderr + result.stdout):
                 return None
-            raise ToolError(f"bd {args[0]} failed: {result.error_line()}")
+            raise ToolError(f"bd {command} failed: {result.error_line()}")
         return parsed
 
     def show(self, bead_id: str) -> dict[str, Any] | None:
@@ -133,14 +142,15 @@ class Beads:
     def show_many(self, bead_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Several issues in one call (missing ones are simply absent).
 
-        When that call finds nothing, each ID is asked alone: through the daemon (and at
-        N) one missing ID can fail the whole call, which says nothing about the others.
+        When that call fails as "not found", each ID is asked alone: through the daemon
+        (and at N) one missing ID fails the whole call, which says nothing about the others.
+        A direct-mode O ``bd`` exits 0 with the found ones: no extra calls then.
         """
         ids = sorted(set(bead_ids))
         if not ids:
             return {}
-        items = self._json("show", *ids, "--json")
-        if items is None and len(ids) > 1:
+        items, ok = self._json_exit("show", *ids, "--json")
+        if items is None and not ok and len(ids) > 1:
             items = [found for one in ids if (found := self.show(one)) is not None]
         return {str(i.get("id")): i for i in items or []}
 

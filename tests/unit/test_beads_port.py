@@ -68,3 +68,11 @@ def test_a_docked_rig_bead_still_closes_the_gate(town: Path) -> None:
            "--force")
     gate = RigGate(Town.open(town), beads(town, "N"), "gastown", "gt").check()
     assert not gate.operational and "docked" in gate.reason
+
+
+def test_direct_mode_asks_once_even_when_nothing_is_found(town: Path) -> None:
+    port = beads(town, "O")
+    calls = town / ".standin" / "calls.jsonl"
+    before = len(calls.read_text().splitlines()) if calls.exists() else 0
+    assert port.show_many(["hq-nope1", "hq-nope2", "hq-nope3"]) == {}
+    assert len(calls.read_text().splitlines()) - before == 1
