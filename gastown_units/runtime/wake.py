@@ -21,9 +21,12 @@ IN_ATTRIB = 0x004
 IN_CLOSE_WRITE = 0x008
 IN_MOVED_TO = 0x080
 IN_CREATE = 0x100
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
-_MASK = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+_MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF
+         | IN_MOVE_SELF)
 
 
 class EventWatch:
@@ -33,6 +36,8 @@ class EventWatch:
         self.path = path
         self.fd: int | None = None
         self._watching = False
+        self._wd = -1
+        self._watched: tuple[int, int] | None = None  # (st_dev, st_ino) of the directory
         self._libc: ctypes.CDLL | None = None
         if path is None:
             return
@@ -51,13 +56,30 @@ class EventWatch:
         self.arm()
 
     def arm(self) -> None:
-        """Watch the directory once it exists (the tmux unit creates it); cheap to repeat."""
-        if self.fd is None or self._watching or self.path is None or self._libc is None:
+        """Watch the directory once it exists (the tmux unit creates it); cheap to repeat.
+
+        A restart of the tmux unit removes and recreates the directory: the old watch is
+        then dropped and the new directory watched (one ``stat`` per call).
+        """
+        if self.fd is None or self.path is None or self._libc is None:
             return
-        directory = os.fsencode(self.path.parent)
-        if self._libc.inotify_add_watch(self.fd, directory, _MASK) >= 0:
-            self._watching = True
+        try:
+            st = os.stat(self.path.parent)
+        except OSError:
+            self._forget()
+            return
+        if self._watching and self._watched == (st.st_dev, st.st_ino):
+            return
+        self._forget()
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(self.path.parent), _MASK)
+        if wd >= 0:
+            self._wd, self._watching, self._watched = wd, True, (st.st_dev, st.st_ino)
             log.debug("watching %s for tmux events", self.path)
+
+    def _forget(self) -> None:
+        if self._watching and self.fd is not None and self._libc is not None:
+            self._libc.inotify_rm_watch(self.fd, self._wd)  # fails harmlessly if gone
+        self._watching, self._watched, self._wd = False, None, -1
 
     def drain(self) -> None:
         """Read pending events (their content does not matter: any means "look now")."""
