@@ -75,16 +75,24 @@ def unit_of(guest: GuestSystemd, pid: int) -> str:
     return Path(cgroup.strip().split(":")[-1]).name if cgroup else ""
 
 
-_SETUP_RIG = """
+# The rig's bare .repo.git with one commit on main, made once (as the owner, in the rig dir).
+_SEED_REPO = """
 set -eu
 cd "$1"
 export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \\
        GIT_COMMITTER_EMAIL=t@example.com
+seeded=no
 if [ ! -d .repo.git ]; then
   git init -q --bare -b main .repo.git
   git init -q -b main .seed && echo rig > .seed/README
   git -C .seed add README && git -C .seed commit -q -m initial
   git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
+  seeded=yes
+fi
+"""
+
+_SETUP_RIG = _SEED_REPO + """
+if [ "$seeded" = yes ]; then
   rmdir mayor/rig && git clone -q "$PWD/.repo.git" mayor/rig
   echo .agent/ > mayor/rig/.git/info/exclude
 fi
@@ -92,17 +100,7 @@ mkdir -p "polecats/$2"
 git -C mayor/rig worktree add -q -b "polecat/$2" "$PWD/polecats/$2/$3"
 """
 
-_CLONE_RIG = """
-set -eu
-cd "$1"
-export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \\
-       GIT_COMMITTER_EMAIL=t@example.com
-if [ ! -d .repo.git ]; then
-  git init -q --bare -b main .repo.git
-  git init -q -b main .seed && echo rig > .seed/README
-  git -C .seed add README && git -C .seed commit -q -m initial
-  git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
-fi
+_CLONE_RIG = _SEED_REPO + """
 rmdir "$2" 2>/dev/null || true
 git clone -q "$PWD/.repo.git" "$2"
 echo .agent/ > "$2/.git/info/exclude"
