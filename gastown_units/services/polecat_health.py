@@ -235,7 +235,6 @@ class PolecatHealth(TownService):
                 self._perform_one(step, plan.state, report, ctx)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
-        assert plan.tracker is not None
         self.tracker = plan.tracker
         self._save(plan.state)
 

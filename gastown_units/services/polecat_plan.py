@@ -108,9 +108,9 @@ class PolecatPlan:
 @dataclass(frozen=True)
 class SweepPlan:
     polecats: tuple[PolecatPlan, ...]
+    state: SweepState  # to save once the plan is performed
+    tracker: RestartTracker  # likewise
     mass_death: tuple[str, ...] = ()  # sessions of a mass death to report (an event)
-    state: SweepState = field(default_factory=SweepState)
-    tracker: RestartTracker | None = None
 
 
 def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: RestartTracker,
@@ -128,7 +128,7 @@ def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: Restar
         if died:
             mass = _count_death(polecat, new_state, limits, now) or mass
         plans.append(plan)
-    return SweepPlan(tuple(plans), mass, new_state, new_tracker)
+    return SweepPlan(tuple(plans), new_state, new_tracker, mass)
 
 
 def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
