@@ -98,12 +98,21 @@ def parse_issue_list(stdout: str) -> list[dict[str, Any]] | str | None:
 
 
 class Beads:
-    """The ``bd`` port: run from the town root, like Gas Town's daemon."""
+    """The ``bd`` port: run from the town root, like Gas Town's daemon, where ``show`` and
+    ``update`` route by prefix; :meth:`at` pins one database for ``list`` and ``ready``,
+    which never route (beads.md §7.6)."""
 
-    def __init__(self, *, binary: str, cwd: Path, timeout: float) -> None:
+    def __init__(self, *, binary: str, cwd: Path, timeout: float,
+                 database: Path | None = None) -> None:
         self.binary = binary
         self.cwd = cwd
         self.timeout = timeout
+        self.database = database
+
+    def at(self, database: Path) -> Beads:
+        """The same port pinned to one ``.beads`` directory (``BEADS_DIR``, §7.1)."""
+        return Beads(binary=self.binary, cwd=database.parent, timeout=self.timeout,
+                     database=database)
 
     def _json(self, *args: str) -> list[dict[str, Any]] | None:
         """Issues, or None when ``bd`` says there are none / no such issue (absent).
@@ -114,7 +123,8 @@ class Beads:
 
     def _json_exit(self, *args: str) -> tuple[list[dict[str, Any]] | None, bool]:
         """:meth:`_json` and whether ``bd`` exited 0."""
-        result = runner.run([self.binary, *args], timeout=self.timeout, cwd=self.cwd)
+        env = {"BEADS_DIR": str(self.database)} if self.database else None
+        result = runner.run([self.binary, *args], timeout=self.timeout, cwd=self.cwd, env=env)
         return self._judge(args[0], result), result.ok
 
     @staticmethod
@@ -159,8 +169,17 @@ class Beads:
         return agent_from_json(obj) if obj else None
 
     def list_agents(self) -> list[AgentBead]:
-        """All agent beads in one call (``bd list --type=agent --json``)."""
-        return [agent_from_json(o) for o in self._json("list", "--type=agent", "--json") or []]
+        """Every agent bead of this database, untruncated (``--limit 0``; the default is 50).
+
+        The label form finds the agents ``bd agent state`` auto-created as tasks (beads.md
+        §5.2); bd ≥ 1.0 hides those rows from label queries (§9.7), so when it finds none the
+        type form is asked too: at most two calls, whatever the number of agents.
+        """
+        found = self._json("list", "--label=gt:agent", "--json", "--limit", "0")
+        if not found:
+            found = self._json("list", "--type=agent", "--json", "--limit", "0")
+        return [agent_from_json(o) for o in found or []]
 
     def ready(self) -> list[dict[str, Any]]:
-        return self._json("ready", "--json") or []
+        """Every ready issue of this database, untruncated (the default limit is 10, §5.1)."""
+        return self._json("ready", "--json", "--limit", "0") or []

@@ -48,7 +48,7 @@ from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
-from gastown_units.town.rigs import rig_prefixes
+from gastown_units.town.rigs import agent_databases, rig_prefixes
 from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
@@ -135,7 +135,7 @@ class PolecatHealth(TownService):
         except ServerDown:
             return WAITING_FOR_TMUX
         try:
-            agents = {a.id: a for a in self.beads.list_agents()}
+            agents = self._agent_beads()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
         except ToolError as exc:  # unknown is not dead: no restarts on missing information
             log.warning("bd failed, no polecat is restarted this sweep: %s", exc)
@@ -153,6 +153,14 @@ class PolecatHealth(TownService):
         finally:
             self.actor.locks.release_all()
         return report.line()
+
+    def _agent_beads(self) -> dict[str, AgentBead]:
+        """Every agent bead of every rig: one listing per database that holds them (the
+        rigs' own, where their prefixes route; beads.md §7.6), never truncated."""
+        agents: dict[str, AgentBead] = {}
+        for database in agent_databases(self.town, self.prefixes):
+            agents.update((a.id, a) for a in self.beads.at(database).list_agents())
+        return agents
 
     # --- gathering facts ------------------------------------------------------------------
     def _gather(self, snap: Snapshot, agents: dict[str, AgentBead],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from gastown_units.town.jsonfile import read_json
 from gastown_units.town.layout import Town
@@ -46,30 +47,74 @@ def _rig_json_prefix(entry: object) -> str:
     return DEFAULT_PREFIX
 
 
-def route_prefixes(town: Town) -> dict[str, str]:
-    """Rig name → prefix from ``.beads/routes.jsonl`` (first route per rig wins)."""
+@dataclass(frozen=True)
+class Route:
+    """One line of ``.beads/routes.jsonl``: IDs starting ``prefix-`` live in ``path``."""
+
+    prefix: str  # without its trailing hyphen
+    path: str  # relative to the town root; "." is the town's own database
+
+    @property
+    def rig(self) -> str | None:
+        """The rig a route belongs to: its path's first segment (None for the town)."""
+        first = self.path.strip("/").split("/")[0]
+        return first if first and first != "." else None
+
+
+def read_routes(town: Town) -> list[Route]:
+    """Every well-formed route in file order; blank, ``#`` and malformed lines skipped
+    (beads.md §7.6). A missing file means no routes."""
     try:
-        lines = town.routes.read_text(encoding="utf-8").splitlines()
+        lines = town.routes.read_text(encoding="utf-8", errors="replace").splitlines()
     except (FileNotFoundError, NotADirectoryError):
-        return {}
-    result: dict[str, str] = {}
+        return []
+    routes: list[Route] = []
     for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         try:
             route = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if not isinstance(route, dict):
             continue
         prefix, path = route.get("prefix"), route.get("path")
-        if not isinstance(prefix, str) or not isinstance(path, str):
-            continue
-        first = path.strip("/").split("/")[0]
-        if first and first != "." and first not in result:
-            result[first] = prefix.removesuffix("-")
+        if isinstance(prefix, str) and isinstance(path, str) and prefix and path.strip():
+            routes.append(Route(prefix.removesuffix("-"), path.strip()))
+    return routes
+
+
+def route_prefixes(town: Town) -> dict[str, str]:
+    """Rig name → prefix from ``.beads/routes.jsonl`` (first route per rig wins)."""
+    result: dict[str, str] = {}
+    for route in read_routes(town):
+        if route.rig is not None and route.rig not in result:
+            result[route.rig] = route.prefix
     return result
+
+
+def rig_database(town: Town, rig: str, prefix: str) -> Path:
+    """The ``.beads`` directory holding the rig's beads: where ``bd`` routes the rig's
+    prefix (beads.md §7.6: ``<town>/<path>/.beads``), else the rig's own ``<rig>/.beads``
+    (gastown.md §1.4, often a redirect), else the town's. ``bd`` follows redirects itself.
+    """
+    for route in read_routes(town):
+        if route.prefix == prefix:
+            if route.path in (".", "./"):
+                return town.root / ".beads"
+            return town.root / route.path / ".beads"
+    own = town.rig_dir(rig) / ".beads"
+    return own if own.is_dir() else town.root / ".beads"
+
+
+def agent_databases(town: Town, prefixes: dict[str, str]) -> list[Path]:
+    """The distinct databases that hold the agent beads of these rigs (rig → prefix):
+    one ``bd list`` each, however many polecats they hold."""
+    found: dict[Path, None] = {}
+    for rig, prefix in sorted(prefixes.items()):
+        found.setdefault(rig_database(town, rig, prefix), None)
+    return list(found)
 
 
 def rig_prefixes(town: Town, rigs: dict[str, Rig]) -> dict[str, str]:

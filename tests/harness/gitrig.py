@@ -18,31 +18,50 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def make_rig_repos(rig_dir: Path) -> Path:
-    """``.repo.git`` with one commit on main and ``mayor/rig`` cloned from it; the clone."""
+    """The rig's repositories as Gas Town lays them out (gastown.md §1.4); the mayor's clone.
+
+    An upstream (what ``git_url`` names) with one commit on main; ``.repo.git``, the shared
+    bare clone of it (so it has ``origin``, and polecat worktrees come from it); and
+    ``mayor/rig``, a clone of ``.repo.git``. The rig's beads database in ``mayor/rig/.beads``
+    (see :func:`tests.harness.town.make_rig_db`) is kept across the clone.
+    """
     bare = rig_dir / ".repo.git"
+    upstream = rig_dir.parent / ".upstream" / f"{rig_dir.name}.git"
     seed = rig_dir / ".seed"
-    git(rig_dir, "init", "-q", "--bare", "-b", "main", str(bare))
+    upstream.parent.mkdir(parents=True, exist_ok=True)
+    git(rig_dir, "init", "-q", "--bare", "-b", "main", str(upstream))
     git(rig_dir, "init", "-q", "-b", "main", str(seed))
     (seed / "README").write_text("rig\n")
     git(seed, "add", "README")
     git(seed, "commit", "-q", "-m", "initial")
-    git(seed, "push", "-q", str(bare), "main")
+    git(seed, "push", "-q", str(upstream), "main")
+    git(rig_dir, "clone", "-q", "--bare", str(upstream), str(bare))
     clone = rig_dir / "mayor" / "rig"
+    kept = rig_dir / ".beads-kept"
+    if (clone / ".beads").exists():
+        (clone / ".beads").rename(kept)
     if clone.exists():
         clone.rmdir()
     git(rig_dir, "clone", "-q", str(bare), str(clone))
-    # The stand-in agent keeps its files in .agent/ of its cwd: not the polecat's work.
-    (clone / ".git" / "info" / "exclude").write_text(".agent/\n")
+    if kept.exists():
+        kept.rename(clone / ".beads")
+    # The stand-in agent keeps its files in .agent/ of its cwd, the rig's beads database
+    # is not the mayor's work: neither makes the clone dirty.
+    (clone / ".git" / "info" / "exclude").write_text(".agent/\n.beads/\n")
     subprocess.run(["rm", "-rf", str(seed)], check=True)
     return clone
 
 
 def add_polecat(rig_dir: Path, rig: str, name: str) -> Path:
-    """A polecat worktree in the new layout, on branch ``polecat/<name>`` of the clone."""
+    """A polecat worktree in the new layout, on branch ``polecat/<name>``, made from the
+    rig's shared bare repository ``.repo.git`` as [J] Gas Town makes it (gastown.md §1.4)."""
     tree = rig_dir / "polecats" / name / rig
     tree.parent.mkdir(parents=True, exist_ok=True)
-    git(rig_dir / "mayor" / "rig", "worktree", "add", "-q", "-b", f"polecat/{name}",
-        str(tree))
+    git(rig_dir / ".repo.git", "worktree", "add", "-q", "-b", f"polecat/{name}", str(tree),
+        "main")
+    exclude = rig_dir / ".repo.git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text(".agent/\n")
     return tree
 
 

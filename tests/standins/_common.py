@@ -57,6 +57,66 @@ def standin_dir(town: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------
+# Database routing (beads.md §7.1, §7.6)
+# ---------------------------------------------------------------------------
+
+
+def follow_redirect(beads: Path) -> Path:
+    """One hop of ``.beads/redirect`` (relative to the directory holding ``.beads``)."""
+    redirect = beads / "redirect"
+    if redirect.is_file():
+        target = (_read_text_or_empty(redirect)).strip()
+        if target:
+            tp = Path(target)
+            return tp if tp.is_absolute() else (beads.parent / tp)
+    return beads
+
+
+def _read_text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def route_target(town: Path | None, prefix: str) -> Path | None:
+    """The database ``prefix`` (with its hyphen) routes to, or None (beads.md §7.6).
+
+    ``<town>/.beads/routes.jsonl``: blank, ``#`` and malformed lines skipped; ``path: "."``
+    is the town's own ``.beads``; the redirect is followed; the target must exist.
+    """
+    if town is None:
+        return None
+    for line in _read_text_or_empty(town / ".beads" / "routes.jsonl").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            route = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(route, dict) or route.get("prefix") != prefix:
+            continue
+        path = route.get("path")
+        if not isinstance(path, str) or not path:
+            continue
+        base = town if path.strip() in (".", "./") else town / path
+        target = follow_redirect(base / ".beads")
+        if os.environ.get("BD_DEBUG_ROUTING") == "1":
+            sys.stderr.write(f"[routing] {prefix} -> {target}\n")
+        return target if target.is_dir() else None
+    return None
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+
+# ---------------------------------------------------------------------------
 # Call log and fault injection
 # ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from tests.harness import keeper
 from tests.harness.gitrig import add_polecat, git, make_rig_repos
 from tests.harness.poll import poll_until, wait_gone
 from tests.harness.tmux_server import PrivateTmux
-from tests.harness.town import AGENT, STANDINS, agent_record
+from tests.harness.town import AGENT, STANDINS, agent_record, rig_db
 from tests.tmux.test_lifecycle_mail import CYCLE, inbox_ids, seed, start_witness, starts
 from tests.tmux.test_polecat_health import RIG, bd, crash, mails, polecat, sweep
 
@@ -126,7 +126,8 @@ def test_shut_down_polecat_comes_back_only_with_new_work(town: Path,
     tree = add_polecat(town / RIG, RIG, "nux")
     held = sweep(town, tmux_server, *NO_BACKOFF)
     assert held.returncode == 0 and NUX not in tmux_server.sessions(), held.stderr
-    issue = json.loads(bd(town, "create", "--title=new work", "--type=task", "--json"))["id"]
+    issue = json.loads(bd(town, "create", "--title=new work", "--type=task", "--json",
+                          rig=RIG))["id"]
     bd(town, "slot", "clear", f"gt-{RIG}-polecat-nux", "hook")
     bd(town, "slot", "set", f"gt-{RIG}-polecat-nux", "hook", issue)
     again = sweep(town, tmux_server, *NO_BACKOFF)
@@ -209,7 +210,7 @@ def test_cycle_of_a_polecat_is_not_raced_by_the_crash_sweep(town: Path,
                                                            tmux_server: PrivateTmux) -> None:
     tree = polecat(town, tmux_server, "nux")
     old = agent_record(tree)["pid"]
-    git(town / RIG / "mayor" / "rig", "config", "remote.origin.uploadpack",
+    git(town / RIG / ".repo.git", "config", "remote.origin.uploadpack",
         "sleep 4; git-upload-pack")  # a slow pre-sync: the window the sweep used to hit
     seed(town, f"{RIG}/nux", CYCLE)
     meanwhile = during_cycle(town, tmux_server, NUX,  # as if woken by the session closing
@@ -323,7 +324,7 @@ def test_polecat_behind_a_shell_is_running_for_status_too(town: Path,
 
 
 def _set_status(town: Path, issue: str, status: str | None) -> None:
-    store = town / ".beads" / "issues.jsonl"
+    store = rig_db(town, RIG)
     rows = [json.loads(line) for line in store.read_text().splitlines()]
     if status is None:
         rows = [r for r in rows if r["id"] != issue]

@@ -12,28 +12,10 @@ from tests.harness import keeper
 from tests.harness.gitrig import add_polecat, make_rig_repos
 from tests.harness.poll import poll_until
 from tests.harness.tmux_server import PrivateTmux
-from tests.harness.town import AGENT, STANDINS, agent_record, control_agent
+from tests.harness.town import AGENT, STANDINS, agent_record, bd, control_agent, hook_work, rig_db
 
 RIG = "gastown"
 NO_BACKOFF = ("--restart-backoff", "0")
-
-
-def bd(town: Path, *args: str) -> str:
-    return subprocess.run([str(STANDINS / "bd"), *args], cwd=town, capture_output=True,
-                          text=True, timeout=30, check=True).stdout
-
-
-def hook_work(town: Path, name: str, *, state: str = "working") -> str:
-    """An issue hooked to polecat ``name``'s agent bead; returns the issue ID."""
-    issue = json.loads(bd(town, "create", f"--title=work for {name}", "--type=task",
-                          "--json"))["id"]
-    bead = f"gt-{RIG}-polecat-{name}"
-    bd(town, "create", "--json", f"--id={bead}", f"--title=Polecat {name}", "--type=agent",
-       "--labels=gt:agent", "--force",
-       f"--description=Polecat {name}\n\nrole_type: polecat\nrig: {RIG}\n"
-       f"agent_state: {state}\nhook_bead: {issue}")
-    bd(town, "slot", "set", bead, "hook", issue)
-    return issue
 
 
 def polecat(town: Path, server: PrivateTmux, name: str, *, hooked: bool = True) -> Path:
@@ -42,7 +24,7 @@ def polecat(town: Path, server: PrivateTmux, name: str, *, hooked: bool = True) 
         make_rig_repos(town / RIG)
     tree = add_polecat(town / RIG, RIG, name)
     if hooked:
-        hook_work(town, name)
+        hook_work(town, RIG, name)
     server.tmux("new-session", "-d", "-s", f"gt-{RIG}-{name}", "-c", str(tree),
                 f"exec {sys.executable} {AGENT}")
     poll_until(lambda: (p := server.pane(f"gt-{RIG}-{name}")) and p[1] == "claude"
@@ -116,7 +98,7 @@ def test_missing_worktree_mails_orphaned_work_and_crashed_polecat_once(
     """[J] §6.6: every dead polecat with hooked work is ORPHANED_WORK, once per incident."""
     tree = polecat(town, tmux_server, "nux")
     crash(tmux_server, tree, "nux")
-    subprocess.run(["git", "-C", str(town / RIG / "mayor" / "rig"), "worktree", "remove",
+    subprocess.run(["git", "-C", str(town / RIG / ".repo.git"), "worktree", "remove",
                     "--force", str(tree)], check=True, capture_output=True)
     (town / RIG / "polecats" / "nux").mkdir(exist_ok=True)
     first = sweep(town, tmux_server)
@@ -193,7 +175,7 @@ def test_bd_outage_means_zero_restarts(town: Path, tmux_server: PrivateTmux) -> 
 
 def test_gupp_violation_is_mailed_once(town: Path, tmux_server: PrivateTmux) -> None:
     polecat(town, tmux_server, "nux")
-    store = town / ".beads" / "issues.jsonl"
+    store = rig_db(town, RIG)
     lines = [json.loads(line) for line in store.read_text().splitlines()]
     for issue in lines:
         if issue["id"] == f"gt-{RIG}-polecat-nux":

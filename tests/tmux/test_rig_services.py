@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from tests.harness import keeper
 from tests.harness.gitrig import add_polecat, age_worktree, branches, git, make_rig_repos
 from tests.harness.poll import poll_until, wait_gone
 from tests.harness.tmux_server import PrivateTmux
-from tests.harness.town import AGENT, STANDINS, agent_record
+from tests.harness.town import AGENT, STANDINS, agent_record, bd
 
 RIG = "gastown"
 
@@ -72,7 +73,7 @@ def test_refinery_falls_back_to_the_mayors_clone(town: Path, tmux_server: Privat
 def test_refinery_without_any_worktree_fails_clearly(town: Path,
                                                      tmux_server: PrivateTmux) -> None:
     (town / RIG / "refinery" / "rig").rmdir()
-    (town / RIG / "mayor" / "rig").rmdir()
+    shutil.rmtree(town / RIG / "mayor" / "rig")
     result = refinery(town, tmux_server)
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
@@ -125,13 +126,13 @@ def test_not_operational_rig_gets_no_starts(town: Path, tmux_server: PrivateTmux
 
 def test_docked_label_and_failing_bd_mean_no_starts_and_no_kills(
         town: Path, tmux_server: PrivateTmux) -> None:
-    standin(town, "bd", "create", "--id=gt-rig-gastown", "--title=gastown", "--type=task",
-            "--labels=status:docked", "--force")
+    # The rig bead lives in the rig's database (beads.md §7.6): bd routes the show there.
+    bd(town, "create", "--id=gt-rig-gastown", "--title=gastown", "--type=task",
+       "--labels=status:docked", "--force", rig=RIG)
     result = witness(town, tmux_server)
     assert "rig is docked" in result.stderr and tmux_server.sessions() == set()
-    standin(town, "bd", "update", "gt-rig-gastown", "--status=closed")
-    subprocess.run([str(STANDINS / "bd"), "label", "remove", "gt-rig-gastown",
-                    "status:docked"], cwd=town, capture_output=True, timeout=30)
+    bd(town, "update", "gt-rig-gastown", "--status=closed")
+    bd(town, "label", "remove", "gt-rig-gastown", "status:docked", rig=RIG)
     (town / ".standin").mkdir(exist_ok=True)
     (town / ".standin" / "bd.fail").write_text("database is locked")
     try:
@@ -202,15 +203,17 @@ def test_shutdown_request_cleans_up_the_polecat(town: Path, tmux_server: Private
     assert f"gt-{RIG}-nux" not in tmux_server.sessions()
     wait_gone(pid)
     assert not tree.exists() and not (town / RIG / "polecats" / "nux").exists()
-    assert "polecat/nux" not in branches(clone)
-    assert "nux" not in git(clone, "worktree", "list")
+    # The branch went in the repository the worktree belonged to (.repo.git, §1.4).
+    assert "polecat/nux" not in branches(town / RIG / ".repo.git")
+    assert "nux" not in git(town / RIG / ".repo.git", "worktree", "list")
+    assert branches(clone) == {"main"}
     assert inbox(town, f"{RIG}/witness") == []
     # Done is done: another pass changes nothing and fails nothing.
     assert witness(town, tmux_server).returncode == 0
 
 
 def test_dirty_worktree_is_not_removed(town: Path, tmux_server: PrivateTmux) -> None:
-    clone = make_rig_repos(town / RIG)
+    make_rig_repos(town / RIG)
     tree = add_polecat(town / RIG, RIG, "nux")
     pid = start_polecat(tmux_server, tree, "nux")
     (tree / "half-done.py").write_text("print('wip')\n")
@@ -220,7 +223,7 @@ def test_dirty_worktree_is_not_removed(town: Path, tmux_server: PrivateTmux) -> 
         assert result.returncode == 0, result.stderr
     assert tree.exists() and (tree / "half-done.py").exists()
     assert tmux_server.pane(f"gt-{RIG}-nux")[0] == pid
-    assert "polecat/nux" in branches(clone)
+    assert "polecat/nux" in branches(town / RIG / ".repo.git")
     told = inbox(town, f"{RIG}/nux")
     assert len(told) == 1 and told[0]["subject"].startswith("NUDGE: Cannot shutdown - ")
     assert "half-done.py" in told[0]["subject"]
@@ -229,7 +232,7 @@ def test_dirty_worktree_is_not_removed(town: Path, tmux_server: PrivateTmux) -> 
 
 def test_unmerged_branch_is_kept_and_gone_polecat_acknowledged(
         town: Path, tmux_server: PrivateTmux) -> None:
-    clone = make_rig_repos(town / RIG)
+    make_rig_repos(town / RIG)
     tree = add_polecat(town / RIG, RIG, "nux")
     (tree / "feature.py").write_text("x = 1\n")
     git(tree, "add", "feature.py")
@@ -239,14 +242,15 @@ def test_unmerged_branch_is_kept_and_gone_polecat_acknowledged(
     result = witness(town, tmux_server)
     assert result.returncode == 0, result.stderr
     assert not tree.exists()
-    assert "polecat/nux" in branches(clone) and "not fully merged" in result.stderr
+    assert "polecat/nux" in branches(town / RIG / ".repo.git")
+    assert "not fully merged" in result.stderr
     assert inbox(town, f"{RIG}/witness") == []
 
 
 def test_auto_spawn_slings_ready_work_once(town: Path, tmux_server: PrivateTmux) -> None:
     for title, kind in (("fix it", "task"), ("big plan", "epic"), ("merge", "merge-request"),
                         ("fix more", "bug")):
-        standin(town, "bd", "create", f"--title={title}", f"--type={kind}")
+        bd(town, "create", f"--title={title}", f"--type={kind}", rig=RIG)
     args = ("--auto-spawn", "true", "--max-workers", "4", "--spawn-delay", "0")
     assert witness(town, tmux_server, *args).returncode == 0
     slings = [json.loads(line) for line in
@@ -260,7 +264,7 @@ def test_auto_spawn_respects_capacity(town: Path, tmux_server: PrivateTmux) -> N
     make_rig_repos(town / RIG)
     start_polecat(tmux_server, add_polecat(town / RIG, RIG, "nux"), "nux")
     for n in range(3):
-        standin(town, "bd", "create", f"--title=task {n}", "--type=task")
+        bd(town, "create", f"--title=task {n}", "--type=task", rig=RIG)
     assert witness(town, tmux_server, "--auto-spawn", "true", "--max-workers", "2",
                    "--spawn-delay", "0").returncode == 0
     assert len((town / ".standin" / "slings.jsonl").read_text().splitlines()) == 1

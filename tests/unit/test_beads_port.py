@@ -27,9 +27,11 @@ def beads(town: Path, mode: str) -> Beads:
     return Beads(binary=str(STANDINS / "bd"), cwd=town, timeout=30)
 
 
-def create(town: Path, title: str, *extra: str) -> str:
+def create(town: Path, title: str, *extra: str, rig: str | None = None) -> str:
+    """An issue in the town's database, or in ``rig``'s (where its prefix routes)."""
     out = subprocess.run([str(STANDINS / "bd"), "create", f"--title={title}", "--json", *extra],
-                         cwd=town, capture_output=True, text=True, timeout=30, check=True)
+                         cwd=town / rig if rig else town, capture_output=True, text=True,
+                         timeout=30, check=True)
     return json.loads(out.stdout)["id"]
 
 
@@ -65,7 +67,7 @@ def test_a_rig_without_its_rig_bead_is_operational(town: Path, mode: str) -> Non
 
 def test_a_docked_rig_bead_still_closes_the_gate(town: Path) -> None:
     create(town, "gastown", "--id=gt-rig-gastown", "--type=rig", "--labels=status:docked",
-           "--force")
+           "--force", rig="gastown")
     gate = RigGate(Town.open(town), beads(town, "N"), "gastown", "gt").check()
     assert not gate.operational and "docked" in gate.reason
 

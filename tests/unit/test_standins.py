@@ -51,6 +51,7 @@ def town(tmp_path: Path) -> Path:
     (root / "mayor").mkdir(parents=True)
     (root / "mayor" / "town.json").write_text('{"type":"town","version":2,"name":"t"}\n')
     (root / ".beads").mkdir()
+    (root / ".beads" / "config.yaml").write_text('issue-prefix: "hq"\n')  # as bd init
     return root
 
 
@@ -554,7 +555,12 @@ def test_town_discovery(town, tmp_path):
     outside.mkdir()
     r = bd(town, "show", a["id"], "--json", cwd=outside)
     assert r.returncode == 1 and "no beads database found" in r.stderr
+    # beads.md §7.1: the database is found from BEADS_DIR or the cwd, never from the town
+    # root Gas Town knows about.
     r = bd(town, "show", a["id"], "--json", cwd=outside, env={"GT_TOWN_ROOT": str(town)})
+    assert r.returncode == 1 and "no beads database found" in r.stderr
+    r = bd(town, "show", a["id"], "--json", cwd=outside,
+           env={"BEADS_DIR": str(town / ".beads")})
     assert r.returncode == 0 and json.loads(r.stdout)[0]["id"] == a["id"]
     r = bd(town, "show", a["id"], "--json", cwd=outside, env={"BD_STANDIN_TOWN": str(town)})
     assert r.returncode == 0
