@@ -105,7 +105,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("git_bin", "GT_GIT_BIN", _text, "The git binary."),
     Knob("git_timeout", "GT_GIT_TIMEOUT", _seconds, "Timeout of one git call."),
     Knob("ready_prompt", "GT_READY_PROMPT", _raw,
-         "Line prefix that shows the Refinery's runtime is ready (Claude's prompt)."),
+         "Line prefix that shows the Refinery's runtime is ready; unset: the runtime's own "
+         "(Claude's '❯ '), and runtimes without a known prompt wait their ready delay."),
     Knob("stuck_threshold", "GT_WITNESS_STUCK_THRESHOLD", _seconds,
          "A live polecat with no git/state-file activity this long is stuck."),
     Knob("ladder_interval", "GT_WITNESS_LADDER_INTERVAL", _seconds,
@@ -115,6 +116,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("max_workers", "GT_WITNESS_MAX_WORKERS", _count,
          "Most live polecats per rig that auto-spawn fills up to."),
     Knob("spawn_delay", "GT_WITNESS_SPAWN_DELAY", _seconds, "Pause between two auto-spawns."),
+    Knob("sling_timeout", "GT_WITNESS_SLING_TIMEOUT", _seconds,
+         "Longest a gt sling may take (it waits for the new polecat's runtime; it runs in "
+         "the background, so this may exceed the watchdog)."),
+    Knob("sling_backoff", "GT_WITNESS_SLING_BACKOFF", _seconds,
+         "Wait before slinging an issue again after a failed sling (doubles per failure, "
+         "at most 1 h)."),
     Knob("issue_prefix", "GT_WITNESS_ISSUE_PREFIX", _text,
          "Auto-spawn only issues whose ID starts with this."),
     Knob("lifecycle_interval", "GT_LIFECYCLE_INTERVAL", _seconds,
@@ -172,12 +179,14 @@ class Settings:
     degraded: bool = False
     git_bin: str = "git"
     git_timeout: float = 30.0
-    ready_prompt: str | None = "❯ "
+    ready_prompt: str | None = None
     stuck_threshold: float = 1800.0
     ladder_interval: float = 600.0
     auto_spawn: bool = False
     max_workers: int = 4
     spawn_delay: float = 5.0
+    sling_timeout: float = 180.0
+    sling_backoff: float = 60.0
     issue_prefix: str | None = None
     lifecycle_interval: float = 30.0
     lifecycle_max_age: float = 6 * 3600.0

@@ -12,9 +12,12 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from gastown_units.errors import ToolError, ToolMissing, ToolTimeout
 
@@ -93,3 +96,75 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class Background:
+    """A program left running while the caller goes on (a ``gt sling`` that waits for a
+    polecat's runtime for longer than a watchdog period). Its output goes to unnamed
+    temporary files, so a chatty child never blocks on a full pipe."""
+
+    def __init__(self, argv: Sequence[str], *, timeout: float, cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.argv = tuple(str(a) for a in argv)
+        self.timeout = timeout
+        self._out = tempfile.TemporaryFile(  # noqa: SIM115 - outlives this call
+            mode="w+", encoding="utf-8", errors="replace")
+        self._err = tempfile.TemporaryFile(  # noqa: SIM115 - outlives this call
+            mode="w+", encoding="utf-8", errors="replace")
+        log.debug("start: %s", shlex.join(self.argv))
+        try:
+            self._proc = subprocess.Popen(self.argv, cwd=cwd, env=child_env(env),
+                                          stdin=subprocess.DEVNULL, stdout=self._out,
+                                          stderr=self._err, start_new_session=True)
+        except FileNotFoundError:
+            self._close()
+            raise ToolMissing(f"{self.argv[0]}: not found (is it installed and on PATH?)"
+                              ) from None
+        except OSError as exc:
+            self._close()
+            raise ToolError(f"{self.argv[0]}: cannot run: {exc.strerror}") from None
+        self.started = time.monotonic()
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def finished(self) -> bool:
+        """Ended, or out of time (the next :meth:`poll` then kills it)."""
+        return self._proc.poll() is not None or self.age >= self.timeout
+
+    def poll(self) -> Result | None:
+        """The result once the program has ended, else None; ToolTimeout (after killing its
+        process group) once it has run longer than its timeout."""
+        code = self._proc.poll()
+        if code is None:
+            if self.age < self.timeout:
+                return None
+            self.kill()
+            raise ToolTimeout(f"{shlex.join(self.argv[:3])}…: no answer within "
+                              f"{self.timeout:g}s")
+        return Result(self.argv, code, self._read(self._out), self._read(self._err))
+
+    def kill(self) -> None:
+        """End the program and everything it started (its own process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+        self._close()
+
+    def _read(self, handle: IO[str]) -> str:
+        try:
+            handle.seek(0)
+            return handle.read()
+        except (OSError, ValueError):
+            return ""
+        finally:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+    def _close(self) -> None:
+        for handle in (self._out, self._err):
+            with contextlib.suppress(OSError):
+                handle.close()

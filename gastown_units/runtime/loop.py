@@ -38,6 +38,7 @@ class Context:
     stop_requested: Callable[[], bool]
     failures: list[str] = field(default_factory=list)
     soon: float | None = None  # run the next pass within this many seconds
+    once: bool = False  # a single pass (--once): work started in the background is awaited
 
     def progress(self) -> None:
         """Call between steps and in waits: pings the watchdog, aborts on stop."""
@@ -152,7 +153,7 @@ def run_service(service: Service, *, interval: float, once: bool,
     signals = _Signals()
     signals.install()
     events = EventWatch(None if once else event_file)
-    ctx = Context(notifier, lambda: signals.stop)
+    ctx = Context(notifier, lambda: signals.stop, once=once)
     try:
         try:
             first = service.setup(ctx)

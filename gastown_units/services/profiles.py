@@ -82,6 +82,7 @@ class StartProfile:
     beacon: bool = True  # pass the startup prompt (beacon + instructions) to the agent
     extra_env: Mapping[str, str] | None = None
     ready_prompt: str | None = None  # wait for a pane line starting with this (refinery)
+    ready_delay: float = 0.0  # else wait this long for the runtime to be ready (§3.5)
     startup_nudge: str | None = None  # typed once the agent is ready
     pane_died_hook: bool = False  # ``gt log crash`` hook (§3.9, polecats)
     pre_sync: bool = False  # ``git fetch`` + ``pull --rebase`` of the checkout first
@@ -89,7 +90,8 @@ class StartProfile:
 
 def start_profile(identity: Identity, agent: AgentProgram, *, reason: Reason = Reason.KEEP,
                   ready_prompt: str | None = None) -> StartProfile:
-    """The profile of ``identity``'s role.
+    """The profile of ``identity``'s role; ``ready_prompt`` is the operator's override of
+    the runtime's own prompt (``GT_READY_PROMPT``).
 
     >>> p = start_profile(Identity(Role.POLECAT, "gastown", "nux"),
     ...                   AgentProgram("claude", ("claude",)), reason=Reason.CRASH)
@@ -104,8 +106,10 @@ def start_profile(identity: Identity, agent: AgentProgram, *, reason: Reason = R
         return StartProfile(theme=DEACON_THEME)
     if role is Role.BOOT:
         return StartProfile()
-    if role is Role.REFINERY:
-        return StartProfile(theme=rig_theme(identity), ready_prompt=ready_prompt,
+    if role is Role.REFINERY:  # the one role Gas Town waits for until ready (§3.5)
+        prompt = ready_prompt or agent.ready_prompt
+        return StartProfile(theme=rig_theme(identity), ready_prompt=prompt,
+                            ready_delay=0.0 if prompt else agent.ready_delay,
                             startup_nudge=None if agent.name == "claude" else STARTUP_FALLBACK,
                             pre_sync=pre_sync)
     if role is Role.POLECAT:

@@ -12,11 +12,20 @@ import logging
 import time
 
 from gastown_units.errors import GastownError
+from gastown_units.ports import runner
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
+from gastown_units.services.auto_spawn import (
+    candidates,
+    dump_book,
+    forget_old,
+    load_book,
+    record,
+    retry_after,
+)
 from gastown_units.services.polecat_shutdown import ShutdownHandler, process_requests
 from gastown_units.services.rig_service import RigService
 from gastown_units.services.sessions import Liveness, liveness
@@ -24,13 +33,13 @@ from gastown_units.services.stuck_ladder import Entry, Step, is_reset, next_step
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import last_activity, polecat_names, worktree
+from gastown_units.town.rigs import rig_database
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
 
 NUDGE = ("NUDGE: No activity detected for {minutes} min. Are you still working? "
          "If you are blocked, say so; if you are done, run gt done.")
-SKIP_TYPES = frozenset({"merge-request", "epic"})
 
 
 class Witness(RigService):
@@ -46,7 +55,11 @@ class Witness(RigService):
         self.state_file = state_path(town, f"witness-{self.rig}")
         self.state = load_state(self.state_file)
         self.state.setdefault("ladder", {})
-        self.state.setdefault("spawned", [])
+        self.state.pop("spawned", None)  # before 2026-12: bd ready is the truth now
+        self.book = load_book(self.state.get("slings"))
+        self.sling: tuple[str, runner.Background, float] | None = None
+        self.last_sling = float("-inf")
+        self.rig_database = rig_database(town, self.rig, self.prefix)
         self.state.setdefault("dirty_notified", {})
         self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
                                          renotify=s.ladder_interval,
@@ -163,33 +176,94 @@ class Witness(RigService):
 
     # --- auto-spawn ---------------------------------------------------------------------
     def _auto_spawn(self, snap: Snapshot, ctx: Context) -> str:
+        """Sling ready work of the rig's database to new polecats, one at a time.
+
+        The sling runs in the background (a polecat start outlasts the watchdog); each pass
+        collects it and starts the next. With ``--once`` the pass waits for each sling.
+        """
         s = self.settings
-        live = len(self._live_polecats(snap))
-        capacity = s.max_workers - live
-        if capacity <= 0:
-            return f"auto-spawn: at capacity ({live}/{s.max_workers})"
-        try:
-            ready = self.beads.ready() if self.beads else []
-        except GastownError as exc:
-            log.warning("auto-spawn skipped: bd ready failed: %s", exc)
-            return "auto-spawn: bd ready failed"
-        spawned: list[str] = self.state["spawned"]
-        todo = [str(i.get("id")) for i in ready
-                if i.get("id") and i.get("issue_type") not in SKIP_TYPES
-                and str(i.get("id")) not in spawned
-                and (not s.issue_prefix or str(i.get("id")).startswith(s.issue_prefix))]
-        done = 0
-        for issue in todo[:capacity]:
-            if done:
-                ctx.sleep(s.spawn_delay)
-            spawned.append(issue)  # claim first: an issue is never slung twice
-            self._save()
+        slung = 0
+        tried: set[str] = set()  # never the same issue twice in one pass
+        while True:
+            slung += self._collect_sling(ctx) == "slung"
+            if self.sling is not None:
+                ctx.retry_in(1.0)
+                return f"auto-spawn: slinging {self.sling[0]} ({self.sling[1].age:.0f}s)"
+            live = len(self._live_polecats(snap)) + (slung if ctx.once else 0)
+            if live >= s.max_workers:
+                return f"auto-spawn: {slung} slung, at capacity ({live}/{s.max_workers})"
             try:
-                out = self.slinger.sling(issue, self.rig)
+                ready = self.beads.at(self.rig_database).ready() if self.beads else []
             except GastownError as exc:
-                log.error("auto-spawn of %s failed (not retried): %s", issue, exc)
-                ctx.failed(str(exc))
+                log.warning("auto-spawn skipped: bd ready failed: %s", exc)
+                return "auto-spawn: bd ready failed"
+            now = time.time()
+            forget_old(self.book, now)
+            todo = [i for i in candidates(ready, self.book, now, backoff=s.sling_backoff,
+                                          prefix=s.issue_prefix) if i not in tried]
+            if not todo:
+                return f"auto-spawn: {slung} slung, {live}/{s.max_workers} live"
+            wait = self.last_sling + s.spawn_delay - time.monotonic()
+            if wait > 0 and not ctx.once:
+                ctx.retry_in(wait)
+                return f"auto-spawn: next sling in {wait:.0f}s"
+            if wait > 0:
+                ctx.sleep(wait)
+            tried.add(todo[0])
+            if not self._start_sling(todo[0], ctx):
                 continue
-            log.info("auto-spawned %s: %s", issue, out)
-            done += 1
-        return f"auto-spawn: {done} slung, {live}/{s.max_workers} live"
+            if not ctx.once:
+                ctx.retry_in(1.0)
+                return f"auto-spawn: slinging {todo[0]}, {len(todo) - 1} more ready"
+            while self.sling is not None and not self.sling[1].finished:
+                ctx.sleep(0.1)  # --once: wait for this sling, feeding the watchdog
+
+    def _start_sling(self, issue: str, ctx: Context) -> bool:
+        """Book the attempt first (a crash mid-sling then counts as a failure), then start."""
+        now = time.time()
+        record(self.book, issue, ok=False, started=now)
+        self._save_book()
+        self.last_sling = time.monotonic()
+        try:
+            self.sling = (issue, self.slinger.start(issue, self.rig,
+                                                    timeout=self.settings.sling_timeout),
+                          now)
+        except GastownError as exc:
+            self._sling_failed(issue, str(exc), ctx)
+            return False
+        log.info("auto-spawn: slinging %s to a new polecat of %s", issue, self.rig)
+        return True
+
+    def _collect_sling(self, ctx: Context) -> str:
+        """The outcome of a finished sling: "slung", "failed", or "" (none finished)."""
+        if self.sling is None:
+            return ""
+        issue, job, started = self.sling
+        try:
+            result = job.poll()
+        except GastownError as exc:  # timed out: killed; bd ready will say what it did
+            self.sling = None
+            self._sling_failed(issue, str(exc), ctx)
+            return "failed"
+        if result is None:
+            return ""
+        self.sling = None
+        if not result.ok:
+            self._sling_failed(issue, result.error_line(), ctx)
+            return "failed"
+        record(self.book, issue, ok=True, started=started)
+        self._save_book()
+        log.info("auto-spawned %s: %s", issue, result.stdout.strip().splitlines()[-1:] or "")
+        return "slung"
+
+    def _sling_failed(self, issue: str, why: str, ctx: Context) -> None:
+        attempt = self.book.get(issue)
+        failures = attempt.failures if attempt else 1
+        delay = retry_after(failures, self.settings.sling_backoff)
+        log.error("auto-spawn of %s failed (%d in a row; retried in %.0fs if still ready): %s",
+                  issue, failures, delay, why)
+        ctx.failed(f"gt sling {issue}: {why}")
+
+    def _save_book(self) -> None:
+        self.state["slings"] = dump_book(self.book)
+        self._save()

@@ -32,6 +32,8 @@ class AgentProgram:
     argv: tuple[str, ...]
     process_names: frozenset[str] = frozenset()  # empty: any non-shell process counts
     takes_prompt: bool = True
+    ready_prompt: str | None = None  # a screen line starting with this: ready (§3.5)
+    ready_delay: float = 0.0  # without a known prompt: seconds until it is ready (§3.5)
 
     def is_running(self, pane_command: str) -> bool:
         """Liveness from ``#{pane_current_command}`` (§3.5): the agent, not a shell."""
@@ -50,15 +52,27 @@ def _claude_path() -> str:
     return str(local) if local.exists() else "claude"
 
 
-# Built-in presets of Gas Town (§3.4); the process names of claude are node/claude.
-PRESETS: Mapping[str, tuple[tuple[str, ...], frozenset[str], bool]] = {
-    "claude": (("claude", "--dangerously-skip-permissions"), frozenset({"node", "claude"}), True),
-    "gemini": (("gemini", "--approval-mode", "yolo"), frozenset(), True),
-    "codex": (("codex", "--yolo"), frozenset(), False),
-    "cursor": (("cursor-agent", "-f"), frozenset(), True),
-    "auggie": (("auggie", "--allow-indexing"), frozenset(), True),
-    "amp": (("amp", "--dangerously-allow-all", "--no-ide"), frozenset(), True),
-    "opencode": (("opencode",), frozenset(), False),
+@dataclass(frozen=True)
+class Preset:
+    """A built-in runtime of Gas Town (§3.4) and how to tell it is ready (§3.5)."""
+
+    argv: tuple[str, ...]
+    process_names: frozenset[str] = frozenset()
+    takes_prompt: bool = True
+    ready_prompt: str | None = None
+    ready_delay: float = 0.0
+
+
+# Only Claude has a known prompt (``❯ ``); codex and opencode have a known ready delay.
+PRESETS: Mapping[str, Preset] = {
+    "claude": Preset(("claude", "--dangerously-skip-permissions"), frozenset({"node", "claude"}),
+                     ready_prompt="❯ ", ready_delay=10.0),
+    "gemini": Preset(("gemini", "--approval-mode", "yolo")),
+    "codex": Preset(("codex", "--yolo"), takes_prompt=False, ready_delay=3.0),
+    "cursor": Preset(("cursor-agent", "-f")),
+    "auggie": Preset(("auggie", "--allow-indexing")),
+    "amp": Preset(("amp", "--dangerously-allow-all", "--no-ide")),
+    "opencode": Preset(("opencode",), takes_prompt=False, ready_delay=8.0),
 }
 
 
@@ -91,14 +105,32 @@ def resolve_agent(town: Town, role: Role, rig: str | None, override: str | None
         args = custom.get("args") or []
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ValueError(f"agent {name!r} in settings: args must be a list of strings")
+        prompt, delay = _readiness(custom, name)
         return AgentProgram(name, (command, *args),
-                            takes_prompt=custom.get("prompt_mode") != "none")
+                            takes_prompt=custom.get("prompt_mode") != "none",
+                            ready_prompt=prompt, ready_delay=delay)
     if name not in PRESETS:
         raise ValueError(f"unknown agent {name!r} (not a preset nor in settings 'agents')")
-    argv, processes, takes_prompt = PRESETS[name]
-    if name == "claude":
-        argv = (_claude_path(), *argv[1:])
-    return AgentProgram(name, argv, processes, takes_prompt)
+    preset = PRESETS[name]
+    argv = (_claude_path(), *preset.argv[1:]) if name == "claude" else preset.argv
+    return AgentProgram(name, argv, preset.process_names, preset.takes_prompt,
+                        preset.ready_prompt, preset.ready_delay)
+
+
+def _readiness(custom: Mapping[str, object], name: str) -> tuple[str | None, float]:
+    """A custom agent's ``ready_prompt_prefix`` and ``ready_delay_ms`` (top level or in its
+    ``tmux`` table); a custom agent named like a preset inherits the preset's."""
+    tables = [custom] + [t for t in (custom.get("tmux"),) if isinstance(t, Mapping)]
+    preset = PRESETS.get(name)
+    prompt = preset.ready_prompt if preset else None
+    delay = preset.ready_delay if preset else 0.0
+    for table in tables:
+        if isinstance(table.get("ready_prompt_prefix"), str):
+            prompt = str(table["ready_prompt_prefix"]) or None
+        raw = table.get("ready_delay_ms")
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw <= 600_000:
+            delay = raw / 1000.0
+    return prompt, delay
 
 
 def _settings(path: Path) -> dict[str, object]:

@@ -22,7 +22,7 @@ def make_rig_repos(rig_dir: Path) -> Path:
 
     An upstream (what ``git_url`` names) with one commit on main; ``.repo.git``, the shared
     bare clone of it (so it has ``origin``, and polecat worktrees come from it); and
-    ``mayor/rig``, a clone of ``.repo.git``. The rig's beads database in ``mayor/rig/.beads``
+    ``mayor/rig``, the mayor's clone of the upstream (a push there lands upstream). The rig's beads database in ``mayor/rig/.beads``
     (see :func:`tests.harness.town.make_rig_db`) is kept across the clone.
     """
     bare = rig_dir / ".repo.git"
@@ -42,7 +42,7 @@ def make_rig_repos(rig_dir: Path) -> Path:
         (clone / ".beads").rename(kept)
     if clone.exists():
         clone.rmdir()
-    git(rig_dir, "clone", "-q", str(bare), str(clone))
+    git(rig_dir, "clone", "-q", str(upstream), str(clone))
     if kept.exists():
         kept.rename(clone / ".beads")
     # The stand-in agent keeps its files in .agent/ of its cwd, the rig's beads database

@@ -76,28 +76,38 @@ def unit_of(guest: GuestSystemd, pid: int) -> str:
 
 
 # The rig's bare .repo.git with one commit on main, made once (as the owner, in the rig dir).
+# The rig's repositories as tests/harness/gitrig.py makes them (gastown.md §1.4): an
+# upstream with one commit, .repo.git a bare clone of it, mayor/rig the mayor's clone of
+# the upstream (keeping the rig database in mayor/rig/.beads), polecat worktrees from
+# .repo.git.
 _SEED_REPO = """
 set -eu
 cd "$1"
 export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.com GIT_COMMITTER_NAME=t \\
        GIT_COMMITTER_EMAIL=t@example.com
+upstream="$PWD/../.upstream/$(basename "$PWD").git"
 seeded=no
 if [ ! -d .repo.git ]; then
-  git init -q --bare -b main .repo.git
+  mkdir -p "$(dirname "$upstream")"
+  git init -q --bare -b main "$upstream"
   git init -q -b main .seed && echo rig > .seed/README
   git -C .seed add README && git -C .seed commit -q -m initial
-  git -C .seed push -q "$PWD/.repo.git" main && rm -rf .seed
+  git -C .seed push -q "$upstream" main && rm -rf .seed
+  git clone -q --bare "$upstream" .repo.git
+  echo .agent/ > .repo.git/info/exclude
   seeded=yes
 fi
 """
 
 _SETUP_RIG = _SEED_REPO + """
 if [ "$seeded" = yes ]; then
-  rmdir mayor/rig && git clone -q "$PWD/.repo.git" mayor/rig
-  echo .agent/ > mayor/rig/.git/info/exclude
+  [ -d mayor/rig/.beads ] && mv mayor/rig/.beads .beads-kept
+  rmdir mayor/rig && git clone -q "$upstream" mayor/rig
+  [ -d .beads-kept ] && mv .beads-kept mayor/rig/.beads
+  printf '.agent/\\n.beads/\\n' > mayor/rig/.git/info/exclude
 fi
 mkdir -p "polecats/$2"
-git -C mayor/rig worktree add -q -b "polecat/$2" "$PWD/polecats/$2/$3"
+git -C .repo.git worktree add -q -b "polecat/$2" "$PWD/polecats/$2/$3" main
 """
 
 _CLONE_RIG = _SEED_REPO + """
@@ -116,7 +126,7 @@ def clone_rig_repo(guest: GuestSystemd, owner: str, town: str, rig: str, into: s
 
 _HOOK_WORK = """
 set -eu
-cd "$1"
+cd "$1"  # the rig: its work and agent beads live in its database (beads.md §7.6)
 issue=$(/usr/local/bin/bd create --title="work for $2" --type=task --silent)
 /usr/local/bin/bd create --json --id="$3" --title="Polecat $2" --type=agent \\
    --labels=gt:agent --force >/dev/null
@@ -129,6 +139,6 @@ def add_polecat_with_work(guest: GuestSystemd, owner: str, town: str, rig: str, 
     """A real git worktree for polecat ``name`` and work hooked to its agent bead (as the
     owner, inside the guest); returns the worktree path."""
     guest.run(["sh", "-c", _SETUP_RIG, "setup", f"{town}/{rig}", name, rig], user=owner)
-    guest.run(["sh", "-c", _HOOK_WORK, "hook", town, name, f"{prefix}-{rig}-polecat-{name}"],
-              user=owner)
+    guest.run(["sh", "-c", _HOOK_WORK, "hook", f"{town}/{rig}", name,
+               f"{prefix}-{rig}-polecat-{name}"], user=owner)
     return f"{town}/{rig}/polecats/{name}/{rig}"

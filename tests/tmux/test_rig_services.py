@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,29 @@ def test_refinery_starts_with_its_environment_and_startup_nudge(
     log = workdir / ".agent" / "input.log"
     poll_until(lambda: log.exists() and "gt prime && gt mail check --inject" in log.read_text(),
                timeout=20, what="startup fallback nudge")
+
+
+def test_a_non_claude_refinery_is_not_killed_for_want_of_claudes_prompt(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    """Contract §3.5: only a runtime with a known prompt is waited for by its prompt; codex
+    (no prompt, ready delay 3 s) used to be killed after every start for not showing ``❯``."""
+    (town / RIG / "settings").mkdir(exist_ok=True)
+    (town / RIG / "settings" / "config.json").write_text(json.dumps({
+        "role_agents": {"refinery": "codex"},
+        "agents": {"codex": {"command": "/usr/bin/env",  # its own prompt, not Claude's
+                             "args": ["STANDIN_AGENT_PROMPT=codex> ", sys.executable,
+                                      str(AGENT)], "prompt_mode": "none"}}}))
+    result = refinery(town, tmux_server, "--agent-command", "", "--start-timeout", "4")
+    assert result.returncode == 0, result.stderr
+    assert "no ready prompt" not in result.stderr
+    workdir = town / RIG / "refinery" / "rig"
+    record = poll_until(lambda: agent_record(workdir), timeout=20, what="refinery agent")
+    assert tmux_server.pane(f"gt-{RIG}-refinery")[0] == record["pid"]
+    log = workdir / ".agent" / "input.log"  # typed after the ready delay: no hooks in codex
+    poll_until(lambda: log.exists() and "gt prime && gt mail check --inject" in log.read_text(),
+               timeout=20, what="startup fallback nudge")
+    again = refinery(town, tmux_server, "--agent-command", "")
+    assert again.returncode == 0 and tmux_server.pane(f"gt-{RIG}-refinery")[0] == record["pid"]
 
 
 def test_refinery_falls_back_to_the_mayors_clone(town: Path, tmux_server: PrivateTmux) -> None:
@@ -247,27 +271,107 @@ def test_unmerged_branch_is_kept_and_gone_polecat_acknowledged(
     assert inbox(town, f"{RIG}/witness") == []
 
 
-def test_auto_spawn_slings_ready_work_once(town: Path, tmux_server: PrivateTmux) -> None:
+SPAWN = ("--auto-spawn", "true", "--spawn-delay", "0")
+
+
+def slings(town: Path) -> list[dict]:
+    path = town / ".standin" / "slings.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def quick_slings(town: Path, seconds: float = 0.3) -> None:
+    (town / ".standin").mkdir(exist_ok=True)
+    (town / ".standin" / "gt.sling-seconds").write_text(f"{seconds}\n")
+
+
+def test_auto_spawn_slings_ready_work_of_the_rig_database_once(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    """The MVP read ``bd ready`` in the rig's database (gastown.md §6.7): rig work lives
+    there, not in the town's (beads.md §7.6)."""
+    quick_slings(town)
     for title, kind in (("fix it", "task"), ("big plan", "epic"), ("merge", "merge-request"),
                         ("fix more", "bug")):
         bd(town, "create", f"--title={title}", f"--type={kind}", rig=RIG)
-    args = ("--auto-spawn", "true", "--max-workers", "4", "--spawn-delay", "0")
+    bd(town, "create", "--title=town chore", "--type=task")  # town work: not this rig's
+    args = (*SPAWN, "--max-workers", "4")
     assert witness(town, tmux_server, *args).returncode == 0
-    slings = [json.loads(line) for line in
-              (town / ".standin" / "slings.jsonl").read_text().splitlines()]
-    assert len(slings) == 2 and all(s["rig"] == RIG for s in slings)
+    done = slings(town)
+    assert len(done) == 2 and all(s["rig"] == RIG and s["bead"].startswith("gt-")
+                                  for s in done)
     assert witness(town, tmux_server, *args).returncode == 0
-    assert len((town / ".standin" / "slings.jsonl").read_text().splitlines()) == 2
+    assert len(slings(town)) == 2
 
 
 def test_auto_spawn_respects_capacity(town: Path, tmux_server: PrivateTmux) -> None:
+    quick_slings(town)
     make_rig_repos(town / RIG)
     start_polecat(tmux_server, add_polecat(town / RIG, RIG, "nux"), "nux")
     for n in range(3):
         bd(town, "create", f"--title=task {n}", "--type=task", rig=RIG)
-    assert witness(town, tmux_server, "--auto-spawn", "true", "--max-workers", "2",
-                   "--spawn-delay", "0").returncode == 0
-    assert len((town / ".standin" / "slings.jsonl").read_text().splitlines()) == 1
+    assert witness(town, tmux_server, *SPAWN, "--max-workers", "2").returncode == 0
+    assert len(slings(town)) == 1
+
+
+def test_auto_spawn_sees_past_the_ready_limit_and_retries_failed_slings(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    """Ten failing issues used to fill ``bd ready``'s default 10 (beads.md §5.1) and were
+    never retried: the rig starved. Now: untruncated, failures backed off, then retried."""
+    quick_slings(town)
+    bad = [json.loads(bd(town, "create", f"--title=broken {n}", "--type=task", "-p", "0",
+                         "--json", rig=RIG))["id"] for n in range(10)]
+    good = [json.loads(bd(town, "create", f"--title=fine {n}", "--type=task", "-p", "3",
+                          "--json", rig=RIG))["id"] for n in range(2)]
+    (town / ".standin" / "gt.sling-fail").write_text("\n".join(bad) + "\n")
+    args = (*SPAWN, "--max-workers", "4", "--sling-backoff", "1h")
+    first = witness(town, tmux_server, *args)
+    assert first.returncode == 1  # the failed slings are this pass's failures
+    assert "auto-spawn of" in first.stderr and "retried in" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert sorted(s["bead"] for s in slings(town)) == sorted(good)
+    tries = [c for c in calls(town, "gt") if c["argv"][:1] == ["sling"]]
+    assert len(tries) == 12
+    again = witness(town, tmux_server, *args)  # inside the backoff: nobody is tried
+    assert again.returncode == 0, again.stderr
+    assert len([c for c in calls(town, "gt") if c["argv"][:1] == ["sling"]]) == 12
+    (town / ".standin" / "gt.sling-fail").unlink()
+    retried = witness(town, tmux_server, *SPAWN, "--max-workers", "4", "--sling-backoff", "0")
+    assert retried.returncode == 0, retried.stderr
+    assert len(slings(town)) == 6  # 4 more: slung polecats have no session here
+
+
+def test_a_slow_sling_is_not_cut_off_and_a_hung_one_is(town: Path,
+                                                       tmux_server: PrivateTmux) -> None:
+    """A real polecat start waits for the runtime, its ready delay and 2 s more: longer
+    than ``gt``'s 15 s timeout. The sling has its own, longer one, and a hung sling is
+    killed at it and retried later."""
+    quick_slings(town, 3.0)
+    issue = json.loads(bd(town, "create", "--title=slow", "--type=task", "--json",
+                          rig=RIG))["id"]
+    ok = witness(town, tmux_server, *SPAWN, "--gt-timeout", "1")
+    assert ok.returncode == 0, ok.stderr
+    assert [s["bead"] for s in slings(town)] == [issue]
+    other = json.loads(bd(town, "create", "--title=hung", "--type=task", "--json",
+                          rig=RIG))["id"]
+    quick_slings(town, 600)
+    hung = witness(town, tmux_server, *SPAWN, "--sling-timeout", "2")
+    assert hung.returncode == 1 and "no answer within 2s" in hung.stderr
+    assert "Traceback" not in hung.stderr
+    sling_pids = [c["pid"] for c in calls(town, "gt") if c["argv"][:2] == ["sling", other]]
+    assert sling_pids and all(not pid_alive(p) for p in sling_pids)
+
+
+def calls(town: Path, tool: str) -> list[dict]:
+    path = town / ".standin" / "calls.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in rows if r["tool"] == tool]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_unknown_rig_is_a_config_error(town: Path, tmux_server: PrivateTmux) -> None:

@@ -19,7 +19,7 @@ from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.services.lifecycle_parse import Action, RequestFacts, Verdict, decide
 from gastown_units.services.profiles import Reason, pane_died_hook, start_profile
 from gastown_units.services.restart_tracker import Policy, RestartTracker
-from gastown_units.town.agents import AgentProgram
+from gastown_units.town.agents import PRESETS, AgentProgram, resolve_agent
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.shutdown_marks import (
@@ -153,6 +153,23 @@ def test_every_role_has_one_profile_whichever_service_starts_it() -> None:
     assert start_profile(Identity(Role.DEACON), CLAUDE).theme.label == "🐺 Deacon"
     assert "gt log crash --agent 'gastown/nux' --session 'gt-gastown-nux'" in \
         pane_died_hook(polecat)
+
+
+def test_the_ready_wait_follows_the_runtime() -> None:
+    """Contract §3.5: wait for the prompt only where the runtime has a known one (Claude's
+    ``❯ ``); others wait their ready delay (codex 3 s, opencode 8 s)."""
+    town = Town(Path("/nonexistent"))  # no settings files: the built-in presets
+    refinery = Identity(Role.REFINERY, "gastown")
+    claude = start_profile(refinery, resolve_agent(town, Role.REFINERY, None, None))
+    assert (claude.ready_prompt, claude.ready_delay) == ("❯ ", 0.0)
+    for name, delay in (("codex", 3.0), ("opencode", 8.0), ("gemini", 0.0)):
+        agent = AgentProgram(name, (name,), ready_prompt=PRESETS[name].ready_prompt,
+                             ready_delay=PRESETS[name].ready_delay)
+        profile = start_profile(refinery, agent)
+        assert (profile.ready_prompt, profile.ready_delay) == (None, delay), name
+    forced = start_profile(refinery, OTHER, ready_prompt="> ")  # GT_READY_PROMPT
+    assert (forced.ready_prompt, forced.ready_delay) == ("> ", 0.0)
+    assert start_profile(Identity(Role.WITNESS, "gastown"), CLAUDE).ready_prompt is None
 
 
 def test_no_service_imports_another() -> None:
