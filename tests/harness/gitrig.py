@@ -22,8 +22,9 @@ def make_rig_repos(rig_dir: Path) -> Path:
 
     An upstream (what ``git_url`` names) with one commit on main; ``.repo.git``, the shared
     bare clone of it (so it has ``origin``, and polecat worktrees come from it); and
-    ``mayor/rig``, the mayor's clone of the upstream (a push there lands upstream). The rig's beads database in ``mayor/rig/.beads``
-    (see :func:`tests.harness.town.make_rig_db`) is kept across the clone.
+    ``mayor/rig``, the mayor's clone of the upstream (a push there lands upstream). The
+    rig's beads database in ``mayor/rig/.beads`` (:func:`tests.harness.town.make_rig_db`)
+    is kept across the clone.
     """
     bare = rig_dir / ".repo.git"
     upstream = rig_dir.parent / ".upstream" / f"{rig_dir.name}.git"
