@@ -112,21 +112,36 @@ def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug
 
 @cli.command("tmux-server")
 def tmux_server() -> None:
-    """Run the tmux server in the foreground (gastown-tmux.service).
+    """Run the tmux server in the foreground (gastown-tmux.service), or adopt a running one.
 
     The server must not live in any supervisor's cgroup, or restarting that supervisor
-    would kill every agent; this unit owns it. Same socket as the services use.
+    would kill every agent; this unit owns it. Same socket as the services use. A server
+    the owner already runs on that socket is adopted instead (see runtime/tmux_host.py).
     """
+    from gastown_units.runtime.notify import Notifier
+    from gastown_units.runtime.tmux_host import (
+        SCRUBBED_ENV,
+        adopt,
+        running_server,
+        server_argv,
+        socket_label,
+    )
+
     settings = Settings.load()
     binary = shutil.which(settings.tmux_bin)
     if binary is None:
         raise ConfigError(f"{settings.tmux_bin}: not found")
-    argv = [binary, *(["-L", settings.tmux_socket] if settings.tmux_socket else []), "-D"]
+    setup_logging("gastown-tmux", role="tmux")
+    notifier = Notifier()  # takes NOTIFY_SOCKET and friends out of our environment
+    socket = settings.tmux_socket
+    pid = running_server(binary, socket, settings.tmux_timeout)
+    if pid is not None:
+        sys.exit(adopt(pid, binary, socket, settings.tmux_timeout, notifier.ready))
+    notifier.status(f"running the tmux server (tmux -D) on {socket_label(socket)}")
     # The server's environment becomes every agent's: keep systemd's per-unit ids out.
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TMUX", "TMUX_PANE",
-                 "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID"):
+    for name in SCRUBBED_ENV:
         os.environ.pop(name, None)
-    os.execv(binary, argv)
+    os.execv(binary, server_argv(binary, socket))
 
 
 EVENT_HOOKS = ("session-closed", "pane-died")

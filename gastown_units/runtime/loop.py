@@ -25,6 +25,10 @@ from gastown_units.runtime.wake import EventWatch
 
 log = logging.getLogger(__name__)
 
+# While the tmux host's runtime directory is missing (the unit is restarting), look for it
+# this often, so that the watch is back within about this long after it returns.
+DIRECTORY_POLL = 1.0
+
 
 class Stopping(Exception):
     """Raised inside a pass when a stop was requested, to end it early."""
@@ -116,9 +120,13 @@ class _Signals:
             return
         fds = [self._read]
         if events is not None:
-            events.arm()
+            if events.arm():  # the tmux host came (back): what it reported meanwhile is lost
+                self.wake = True
+                return
             if events.fd is not None:
                 fds.append(events.fd)
+            if events.waiting_for_directory:
+                seconds = min(seconds, DIRECTORY_POLL)
         ready, _, _ = select.select(fds, [], [], max(0.0, seconds))
         if events is not None and events.fd in ready:
             events.drain()

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import struct
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,29 @@ IN_MOVED_TO = 0x080
 IN_CREATE = 0x100
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
+IN_IGNORED = 0x8000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF
          | IN_MOVE_SELF)
+
+
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+
+
+def ignored_watches(data: bytes) -> set[int]:
+    """Watch descriptors that ``IN_IGNORED`` events in ``data`` report as ended.
+
+    >>> ignored_watches(_EVENT.pack(1, IN_MODIFY, 0, 0) + _EVENT.pack(2, IN_IGNORED, 0, 0))
+    {2}
+    """
+    ended, offset = set(), 0
+    while offset + _EVENT.size <= len(data):
+        wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+        if mask & IN_IGNORED:
+            ended.add(wd)
+        offset += _EVENT.size + length
+    return ended
 
 
 class EventWatch:
@@ -53,28 +73,38 @@ class EventWatch:
                      ctypes.get_errno())
             return
         self.fd = fd
-        self.arm()
+        self.arm()  # the first pass runs anyway: nothing to report
 
-    def arm(self) -> None:
+    def arm(self) -> bool:
         """Watch the directory once it exists (the tmux unit creates it); cheap to repeat.
 
         A restart of the tmux unit removes and recreates the directory: the old watch is
-        then dropped and the new directory watched (one ``stat`` per call).
+        then dropped and the new directory watched (one ``stat`` per call). True when a
+        watch was newly set after the first attempt (in ``__init__``): the tmux host
+        (re)started while we were not watching, so its events may have been missed and
+        the caller should look now.
         """
         if self.fd is None or self.path is None or self._libc is None:
-            return
+            return False
         try:
             st = os.stat(self.path.parent)
         except OSError:
             self._forget()
-            return
+            return False
         if self._watching and self._watched == (st.st_dev, st.st_ino):
-            return
+            return False
         self._forget()
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(self.path.parent), _MASK)
-        if wd >= 0:
-            self._wd, self._watching, self._watched = wd, True, (st.st_dev, st.st_ino)
-            log.debug("watching %s for tmux events", self.path)
+        if wd < 0:
+            return False
+        self._wd, self._watching, self._watched = wd, True, (st.st_dev, st.st_ino)
+        log.debug("watching %s for tmux events", self.path)
+        return True
+
+    @property
+    def waiting_for_directory(self) -> bool:
+        """Inotify works but the directory is missing (tmux host down): poll for it."""
+        return self.fd is not None and self.path is not None and not self._watching
 
     def _forget(self) -> None:
         if self._watching and self.fd is not None and self._libc is not None:
@@ -82,12 +112,18 @@ class EventWatch:
         self._watching, self._watched, self._wd = False, None, -1
 
     def drain(self) -> None:
-        """Read pending events (their content does not matter: any means "look now")."""
+        """Read pending events: any means "look now"; only the end of our watch matters.
+
+        The kernel ends a watch with ``IN_IGNORED`` when its directory is removed (the tmux
+        unit stopped); the next :meth:`arm` then watches the new one even if it got the
+        old inode number back.
+        """
         if self.fd is None:
             return
         try:
-            while os.read(self.fd, 4096):
-                pass
+            while chunk := os.read(self.fd, 4096):
+                if self._watching and self._wd in ignored_watches(chunk):
+                    self._watching, self._watched, self._wd = False, None, -1
         except BlockingIOError:
             pass
         except OSError:  # the watched directory went away (tmux unit stopped)

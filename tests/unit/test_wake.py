@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import select
 import shutil
+import threading
+import time
 from pathlib import Path
 
+from gastown_units.runtime.loop import _Signals
 from gastown_units.runtime.wake import EventWatch
 
 
@@ -38,3 +41,46 @@ def test_the_watch_follows_a_recreated_directory(tmp_path: Path) -> None:
         assert woken(watch), "no wake after the tmux host restarted"
     finally:
         watch.close()
+
+
+def test_a_new_watch_asks_for_a_pass(tmp_path: Path) -> None:
+    """Events of a tmux host that came back before the watch did are lost: look at once."""
+    run = tmp_path / "gastown-tmux"
+    event = run / "events"
+    watch = EventWatch(event)  # the tmux host is not up yet
+    try:
+        assert watch.waiting_for_directory
+        assert watch.arm() is False  # still no directory
+        run.mkdir()
+        event.touch()  # tmux-ready touches it before we are watching
+        assert watch.arm() is True
+        assert not watch.waiting_for_directory
+        assert watch.arm() is False  # the same directory: nothing new
+        shutil.rmtree(run)
+        woken(watch, 0.5)  # IN_DELETE_SELF / IN_IGNORED: the watch is over
+        assert watch.waiting_for_directory
+        run.mkdir()
+        assert watch.arm() is True
+    finally:
+        watch.close()
+
+
+def test_the_loop_wait_returns_when_the_directory_comes_back(tmp_path: Path) -> None:
+    run = tmp_path / "gastown-tmux"
+    run.mkdir()
+    watch = EventWatch(run / "events")
+    signals = _Signals()
+    try:
+        shutil.rmtree(run)
+        signals.wait(30, watch)  # the removal wakes us
+        signals.wake = False
+        threading.Timer(0.3, run.mkdir).start()
+        started = time.monotonic()
+        signals.wait(60, watch)  # polls for the directory instead of sleeping 60 s
+        while not signals.wake and time.monotonic() - started < 30:
+            signals.wait(60, watch)
+        assert signals.wake, "no pass asked for once the directory was back"
+        assert time.monotonic() - started < 30
+    finally:
+        watch.close()
+        signals.restore()
