@@ -171,14 +171,15 @@ class Beads:
     def list_agents(self) -> list[AgentBead]:
         """Every agent bead of this database, untruncated (``--limit 0``; the default is 50).
 
-        The label form finds the agents ``bd agent state`` auto-created as tasks (beads.md
-        §5.2); bd ≥ 1.0 hides those rows from label queries (§9.7), so when it finds none the
-        type form is asked too: at most two calls, whatever the number of agents.
+        Two calls, whatever the number of agents: the label form finds agents kept as tasks
+        (auto-created by ``bd agent state``, beads.md §5.2; every agent of a mid-2026 town);
+        the type form finds ``agent`` rows, which bd ≥ 1.0 hides from label queries (§9.7).
         """
-        found = self._json("list", "--label=gt:agent", "--json", "--limit", "0")
-        if not found:
-            found = self._json("list", "--type=agent", "--json", "--limit", "0")
-        return [agent_from_json(o) for o in found or []]
+        found: dict[str, dict[str, Any]] = {}
+        for form in ("--label=gt:agent", "--type=agent"):
+            for obj in self._json("list", form, "--json", "--limit", "0") or []:
+                found.setdefault(str(obj.get("id")), obj)
+        return [agent_from_json(o) for o in found.values()]
 
     def ready(self) -> list[dict[str, Any]]:
         """Every ready issue of this database, untruncated (the default limit is 10, §5.1)."""

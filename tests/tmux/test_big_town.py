@@ -59,5 +59,5 @@ def test_sixty_polecats_across_two_rig_databases_all_come_back(
                        timeout=120, what="60 polecats restarted")
     assert all(tmux_server.pane(s)[0] == after[s]["pid"] for s in trees)
     lists = [argv for argv in bd_calls(town)[calls_before:] if argv[:1] == ["list"]]
-    assert len(lists) == 2, lists  # one per rig database, however many polecats
+    assert len(lists) == 4, lists  # two forms per rig database, however many polecats
     assert all("--limit" in argv and argv[argv.index("--limit") + 1] == "0" for argv in lists)

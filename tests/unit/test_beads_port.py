@@ -78,3 +78,25 @@ def test_direct_mode_asks_once_even_when_nothing_is_found(town: Path) -> None:
     before = len(calls.read_text().splitlines()) if calls.exists() else 0
     assert port.show_many(["hq-nope1", "hq-nope2", "hq-nope3"]) == {}
     assert len(calls.read_text().splitlines()) - before == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_agent_listing_of_a_rig_database_is_complete_in_every_era(town: Path, mode: str) -> None:
+    """beads.md §5.2: the label form (untruncated) finds agents auto-created as tasks; at N
+    label queries hide infra rows (§9.7), and the type form finds them."""
+    port = beads(town, mode)
+    rig_db = town / "gastown" / ".beads"
+    for n in range(55):  # past list's default limit of 50
+        create(town, f"polecat {n}", f"--id=gt-gastown-polecat-p{n:02d}", "--type=agent",
+               "--labels=gt:agent", "--force", rig="gastown")
+    subprocess.run([str(STANDINS / "bd"), "agent", "state", "gt-gastown-polecat-auto", "working"],
+                   cwd=town / "gastown", capture_output=True, timeout=30, check=False)
+    found = {a.id for a in port.at(rig_db).list_agents()}
+    assert len({f for f in found if f.startswith("gt-gastown-polecat-p")}) == 55
+    if mode != "N":  # bd agent state exists only before N (§3.3, §9.1)
+        assert "gt-gastown-polecat-auto" in found
+    else:  # a mid-2026 town keeps its agents as tasks labelled gt:agent
+        create(town, "task agent", "--id=gt-gastown-polecat-task", "--type=task",
+               "--labels=gt:agent", "--force", rig="gastown")
+        assert "gt-gastown-polecat-task" in {a.id for a in port.at(rig_db).list_agents()}
+    assert {a.id for a in port.list_agents()} == set()  # the town database holds none

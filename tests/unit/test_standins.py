@@ -1063,6 +1063,9 @@ def test_n_hides_agents_from_a_label_list_but_not_from_type_agent(town):
     assert bd_json(town, "list", "--label=gt:agent") == []
     assert len(bd_json(town, "list", "--type=agent")) == 1
     assert len(bd_json(town, "list", "--label=gt:agent", "--include-infra")) == 1
+    for removed in ("agent", "slot"):  # §9.1: gone at N, a cobra unknown-command error
+        r = bd(town, removed, "show", "hq-deacon")
+        assert r.returncode == 1 and f'unknown command "{removed}"' in r.stderr
 
 
 def test_gt_sling_hooks_rig_work_in_the_rig_database_and_is_slow(routed_town):
