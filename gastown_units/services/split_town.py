@@ -19,7 +19,8 @@ Rules of evidence:
   from the first unanswered question to that server (remembered in
   ``daemon/units/split-town.json`` across processes, since polecat-health is a oneshot).
   After that the server is ignored with one warning: one unreadable socket must not leave
-  the town unsupervised forever. An answer, or the socket file going away, resets the clock.
+  the town unsupervised forever. Any answer (sessions, or "no server" once the socket
+  file is stale or gone) resets the clock.
 """
 
 from __future__ import annotations
@@ -199,17 +200,13 @@ class SplitTownGuard:
         found: dict[str, Sighting] = {}
         if not sessions:
             return found
-        since = self._load()
-        before = dict(since)
+        recorded = self._load()
+        since: dict[str, float] = {}  # servers unanswered now (others are forgotten)
         held: Sighting | None = None
         for server in foreign_servers(self.directory, self.socket):
             progress()
             reply = self.ask(server)
-            key = str(server)
             if not reply.error:
-                since.pop(key, None)
-                self._unknown_since.pop(key, None)
-                self._gave_up.discard(key)
                 listed = reply.sessions or {}
                 for name in sessions:
                     if name in listed and in_town(listed[name], self.town_root):
@@ -218,17 +215,19 @@ class SplitTownGuard:
                         log.debug("%s on %s belongs to another town (%s)", name, server,
                                   listed[name])
                 continue
-            first = min(since.get(key, self.clock()),
-                        self._unknown_since.setdefault(key, self.clock()))
+            key = str(server)
+            now = self.clock()
+            first = min(recorded.get(key, now), self._unknown_since.setdefault(key, now))
             since[key] = first
-            if self.clock() - first < UNKNOWN_HOLD:
+            if now - first < UNKNOWN_HOLD:
                 held = held or Sighting("", server, self.ours(), reply.error)
             elif key not in self._gave_up:
                 self._gave_up.add(key)
                 log.warning("tmux server %s has not answered for %g min (%s): no longer "
                             "waiting for it before starting agents", server,
                             UNKNOWN_HOLD / 60, reply.error)
-        if since != before:
+        self._unknown_since = {k: v for k, v in self._unknown_since.items() if k in since}
+        if since != recorded:
             self._save(since)
         if held is not None:
             for name in sessions:
@@ -243,7 +242,7 @@ class SplitTownGuard:
         if not isinstance(raw, dict):
             return {}
         return {str(k): float(v) for k, v in raw.items()
-                if isinstance(v, int | float) and Path(str(k)).exists()}
+                if isinstance(v, int | float) and not isinstance(v, bool)}
 
     def _save(self, since: dict[str, float]) -> None:
         if self.state_file is None:
