@@ -214,7 +214,11 @@ class AgentActor:
 
     def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
                 reason: Reason) -> Pane:
-        """Kill (if running), settle, clear any shutdown marker, start again."""
+        """Kill (if running), settle, clear any shutdown marker, start again.
+
+        In a split town the kill of our copy stands and the start raises Elsewhere: the
+        copy on the other server stays the only one.
+        """
         if pane is not None:
             self.keeper.kill(who.session, pane, ctx)
             ctx.sleep(KILL_SETTLE)
