@@ -11,7 +11,9 @@ an :class:`AgentActor`, which
   on request is not brought back by a keeper or a crash sweep;
 - starts every role by its start profile (:mod:`gastown_units.services.profiles`): pre-sync,
   theme, beacon, ready wait, startup nudge and pane-died hook are the same whichever
-  service starts it.
+  service starts it;
+- starts nothing that already runs on another tmux server of this user (a split town,
+  :mod:`gastown_units.services.split_town`): asked only when a start is due.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gastown_units.ports.tmux import Pane, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import Reason, start_profile
 from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
+from gastown_units.services.split_town import Elsewhere, SplitTownGuard
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity
 from gastown_units.town.layout import Town
@@ -58,6 +61,7 @@ class Kept(StrEnum):
     STARTED = "started"  # was missing or a zombie; started
     BUSY = "busy"  # another service is acting on it: left alone this pass
     HELD = "held"  # shut down on request: kept down
+    ELSEWHERE = "elsewhere"  # runs (or may run) on another tmux server: not started here
 
 
 @dataclass(frozen=True)
@@ -71,13 +75,16 @@ class AgentActor:
     """Kill, start, restart and shut down agents: one sequence at a time per agent."""
 
     def __init__(self, town: Town, tmux: Tmux, keeper: SessionKeeper, git: Git,
-                 locks: AgentLocks, *, ready_prompt: str | None) -> None:
+                 locks: AgentLocks, *, ready_prompt: str | None,
+                 guard: SplitTownGuard | None = None) -> None:
         self.town = town
         self.tmux = tmux
         self.keeper = keeper
         self.git = git
         self.locks = locks
         self.ready_prompt = ready_prompt
+        self.guard = guard
+        self._split: dict[str, str] = {}  # session -> split-town line already logged
 
     @contextmanager
     def hold(self, who: Identity, action: str) -> Iterator[bool]:
@@ -134,6 +141,7 @@ class AgentActor:
         pane = snap.first_pane(who.session)
         if liveness(pane, agent) is Liveness.RUNNING:
             self.forget_mark_if_restarted(who, pane)
+            self.split_over(who, "it runs on our server now")
             return KeepResult(Kept.RUNNING, pane)
         with self.hold(who, "keep") as mine:
             if not mine:
@@ -148,6 +156,10 @@ class AgentActor:
                     return KeepResult(Kept.HELD, pane, mark.describe())
                 clear_mark(self.town, who.session)
             where = {"GT_AGENT": who.address}
+            try:
+                self.check_split(who, ctx)  # before anything is said or done
+            except Elsewhere as exc:
+                return KeepResult(Kept.ELSEWHERE, pane, str(exc))
             if state is Liveness.ZOMBIE and pane is not None:
                 log.warning("%s is a zombie (pane %s): killing and recreating", who.session,
                             "is dead" if pane.dead else f"runs {pane.command!r}", extra=where)
@@ -155,16 +167,23 @@ class AgentActor:
             else:
                 log.warning("%s is not running: starting it", who.session, extra=where)
             try:
-                new = self.start(who, agent, ctx, Reason.KEEP)
+                new = self.start(who, agent, ctx, Reason.KEEP, split_checked=True)
             except CameBack:
                 return KeepResult(Kept.RUNNING, self.pane_now(who))
             log.info("%s running (pane PID %d)", who.session, new.pid, extra=where)
             return KeepResult(Kept.STARTED, new)
 
     # --- sequences (the caller holds the agent's lock) -----------------------------------
-    def start(self, who: Identity, agent: AgentProgram, ctx: Context, reason: Reason) -> Pane:
-        """Pre-sync, start and finish the session by the role's start profile."""
+    def start(self, who: Identity, agent: AgentProgram, ctx: Context, reason: Reason, *,
+              split_checked: bool = False) -> Pane:
+        """Pre-sync, start and finish the session by the role's start profile.
+
+        Raises Elsewhere, before touching the worktree, when the agent runs on another
+        tmux server (a split town).
+        """
         assert self.locks.held(who.session), f"start of {who.session} without its lock"
+        if not split_checked:
+            self.check_split(who, ctx)
         profile = start_profile(who, agent, reason=reason, ready_prompt=self.ready_prompt)
         if profile.pre_sync:
             self.pre_sync(who, ctx)
@@ -173,9 +192,33 @@ class AgentActor:
         ctx.progress()
         return self.keeper.start(who, agent, ctx, profile)
 
+    def check_split(self, who: Identity, ctx: Context) -> None:
+        """Raise Elsewhere if the agent runs on another tmux server; log that once."""
+        if self.guard is None:
+            return
+        sighting = self.guard.check(who.session, progress=ctx.progress)
+        if sighting is None:
+            self.split_over(who, "it runs on no other tmux server")
+            return
+        line = sighting.line()
+        if self._split.get(who.session) != line:
+            log.warning("%s", line, extra={"GT_AGENT": who.address})
+            self._split[who.session] = line
+        raise Elsewhere(sighting)
+
+    def split_over(self, who: Identity, why: str) -> None:
+        """The split-town incident of ``who`` (if one was logged) has ended."""
+        if self._split.pop(who.session, None) is not None:
+            log.info("split town over for %s: %s", who.session, why,
+                     extra={"GT_AGENT": who.address})
+
     def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
                 reason: Reason) -> Pane:
-        """Kill (if running), settle, clear any shutdown marker, start again."""
+        """Kill (if running), settle, clear any shutdown marker, start again.
+
+        In a split town the kill of our copy stands and the start raises Elsewhere: the
+        copy on the other server stays the only one.
+        """
         if pane is not None:
             self.keeper.kill(who.session, pane, ctx)
             ctx.sleep(KILL_SETTLE)

@@ -13,11 +13,13 @@ from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import AgentActor
 from gastown_units.services.sessions import SessionKeeper
+from gastown_units.services.split_town import PROBE_TIMEOUT, SplitTownGuard
 from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.identity import Role
 from gastown_units.town.layout import Town
 from gastown_units.town.patrols import patrol_enabled
 from gastown_units.town.rigs import Rig, load_rigs
+from gastown_units.town.unit_state import state_path
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,12 @@ class TownService:
         self._keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
                                      kill_grace=self.settings.kill_grace)
         locks = AgentLocks(town.agent_locks_dir, self.holder())
+        guard = SplitTownGuard(binary=self.settings.tmux_bin, socket=self.settings.tmux_socket,
+                               town_root=town.root,
+                               state_file=state_path(town, "split-town"),
+                               timeout=min(self.settings.tmux_timeout, PROBE_TIMEOUT))
         self._actor = AgentActor(town, self.tmux, self._keeper, self.git, locks,
-                                 ready_prompt=self.settings.ready_prompt)
+                                 ready_prompt=self.settings.ready_prompt, guard=guard)
 
     def agent(self, role: Role, rig: str | None = None, town: Town | None = None
               ) -> AgentProgram:

@@ -22,6 +22,7 @@ from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService
 from gastown_units.services.profiles import Reason
 from gastown_units.services.sessions import Liveness, StartFailed, liveness
+from gastown_units.services.split_town import Elsewhere
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import BOOT, DEACON, Role
@@ -37,6 +38,7 @@ class PassReport:
 
     actions: list[tuple[str, str]] = field(default_factory=list)  # (last_action, target)
     notes: list[str] = field(default_factory=list)
+    split: str = ""  # the Deacon runs on another tmux server: why nothing was started
 
     def did(self, action: str, target: str) -> None:
         self.actions.append((action, target))
@@ -70,8 +72,9 @@ class DeaconKeeper(TownService):
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)
         ctx.progress()
-        with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
-            self._ensure_boot(snap, report, ctx)
+        if not report.split:  # the town runs elsewhere: its Boot is not ours to spawn
+            with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
+                self._ensure_boot(snap, report, ctx)
         ctx.progress()
         with contained("Deacon heartbeat check", ctx, {"GT_AGENT": DEACON.address}):
             self._check_heartbeat(snap, agent, report, ctx)
@@ -98,6 +101,9 @@ class DeaconKeeper(TownService):
             report.notes.append(f"deacon down: {kept.detail}")
             return snap
         self._held_logged = None
+        if kept.outcome is Kept.ELSEWHERE:  # the actor logged it once per incident
+            report.split = kept.detail
+            return snap
         if kept.outcome is Kept.BUSY:
             ctx.retry_in(BUSY_RETRY)  # look again once the other service is done
             report.notes.append(f"deacon: another service is acting on it ({kept.detail})")
@@ -123,6 +129,8 @@ class DeaconKeeper(TownService):
                 self.actor.start(BOOT, agent, ctx, Reason.KEEP)
             log.info("spawned Boot (%s) for triage", BOOT.session,
                      extra={"GT_AGENT": BOOT.address})
+        except Elsewhere as exc:  # the actor logged it once per incident
+            report.notes.append(f"boot not spawned: {exc}")
         except (ValueError, GastownError) as exc:
             log.error("could not spawn Boot: %s", exc, extra={"GT_AGENT": BOOT.address})
             report.notes.append(f"boot spawn failed: {exc}")
@@ -163,7 +171,7 @@ class DeaconKeeper(TownService):
             report.did("restart", "deacon-stuck")
             try:
                 self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
-            except (StartFailed, ToolError) as exc:
+            except (StartFailed, ToolError, Elsewhere) as exc:
                 log.error("could not restart the Deacon: %s", exc, extra=where)
                 report.notes.append(f"deacon restart failed: {exc}")
                 ctx.failed(str(exc))
@@ -184,15 +192,16 @@ class DeaconKeeper(TownService):
         town = self.town
         pane = self.tmux.snapshot().first_pane(DEACON.session) if report.actions else \
             snap.first_pane(DEACON.session)
-        parts = []
+        parts = [report.split] if report.split else []
         if pane:
             up = datetime.now().timestamp() - pane.created
             parts.append(f"{DEACON.session} running (pane PID {pane.pid}, up {up / 60:.0f} min)")
-        else:
+        elif not report.split:
             parts.append(f"{DEACON.session} NOT running")
         age = read_heartbeat(town).age(now_utc())
         parts.append("no heartbeat yet" if age is None else f"heartbeat {age / 60:.0f} min old")
-        parts.append("boot: degraded triage" if self.settings.degraded else
-                     f"boot: {'running' if BOOT.session in snap.sessions else 'idle'}")
+        if not report.split:
+            parts.append("boot: degraded triage" if self.settings.degraded else
+                         f"boot: {'running' if BOOT.session in snap.sessions else 'idle'}")
         parts.extend(report.notes)
         return "; ".join(parts)

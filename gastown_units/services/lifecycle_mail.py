@@ -62,6 +62,7 @@ from gastown_units.services.lifecycle_parse import (
 from gastown_units.services.profiles import Reason
 from gastown_units.services.rig_gate import Gate, RigGate
 from gastown_units.services.sessions import StartFailed
+from gastown_units.services.split_town import Elsewhere
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.jsonfile import read_json, write_json_atomic
@@ -359,7 +360,7 @@ class LifecycleMail(TownService):
         agent = self.agent(who.role, who.rig)  # resolved when the request was decided
         try:
             new = self.actor.restart(who, agent, pane, ctx, Reason.LIFECYCLE)
-        except (StartFailed, ToolError) as exc:
+        except (StartFailed, ToolError, Elsewhere) as exc:
             log.error("%s of %s failed (request claimed, not retried): %s", action,
                       who.address, exc, extra=where)
             ctx.failed(str(exc))

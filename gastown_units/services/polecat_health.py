@@ -69,11 +69,15 @@ class Sweep:
     failed: int = 0
     held: int = 0
     notes: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # split town: one line each
 
     def line(self) -> str:
         text = (f"swept {self.polecats} polecat(s) in {self.rigs} rig(s): {self.restarted} "
                 f"restarted, {self.failed} failed, {self.held} held back")
-        return "; ".join([text, *self.notes])
+        split = [self.elsewhere[0]] if self.elsewhere else []
+        if len(self.elsewhere) > 1:
+            split.append(f"{len(self.elsewhere) - 1} more polecat(s) on other tmux servers")
+        return "; ".join([*split, text, *self.notes])
 
 
 class PolecatHealth(TownService):
@@ -206,10 +210,25 @@ class PolecatHealth(TownService):
                 ctx.failed(str(exc))
                 return None
         candidates = {who.session for who, _ in dead}
+        elsewhere = self._elsewhere(candidates - busy, ctx)
         # Only the candidates are judged on the fresh look: their hooked beads were read.
-        return [self._facts(who, bead, agent, fresh if who.session in candidates else snap,
-                            hooked, who.session in busy)
-                for who, bead, agent in seen]
+        facts = [self._facts(who, bead, agent, fresh if who.session in candidates else snap,
+                             hooked, who.session in busy)
+                 for who, bead, agent in seen]
+        return [replace(f, elsewhere=elsewhere[f.session])
+                if f.session in elsewhere and f.liveness is not Liveness.RUNNING else f
+                for f in facts]
+
+    def _elsewhere(self, sessions: set[str], ctx: Context) -> dict[str, str]:
+        """Dead-looking polecats (locks ours) that run on another tmux server: split town.
+
+        Asked only when some polecat looks dead, each foreign server once per sweep.
+        """
+        guard = self.actor.guard
+        if guard is None or not sessions:
+            return {}
+        found = guard.check_many(sorted(sessions), progress=ctx.progress)
+        return {session: sighting.line() for session, sighting in found.items()}
 
     def _take_lock(self, who: Identity) -> bool:
         """Take a dead-looking polecat's lock for this sweep; False: leave it alone."""
@@ -258,7 +277,9 @@ class PolecatHealth(TownService):
         for mailing in step.mails:
             if self._send(f.rig, mailing.subject, mailing.body):
                 state.incidents[mailing.key] = mailing.value
-        if step.act is Act.HOLD:
+        if step.act is Act.ELSEWHERE:
+            report.elsewhere.append(f.elsewhere)
+        elif step.act is Act.HOLD:
             report.held += 1
         elif step.act is Act.RESTART:
             ctx.progress()
@@ -295,7 +316,7 @@ class PolecatHealth(TownService):
         if pane is not None:
             self.keeper.kill(f.session, pane, ctx)
         try:
-            new = self.actor.start(who, agent, ctx, Reason.CRASH)
+            new = self.actor.start(who, agent, ctx, Reason.CRASH, split_checked=True)
         except CameBack:
             log.info("%s came back while we looked: not restarted", f.session)
             return False

@@ -42,6 +42,7 @@ class PolecatFacts:
     hooked_status: str | None = None  # status of the hooked bead; None: bd has no such bead
     busy: bool = False  # another service holds the polecat's lock
     mark: ShutdownMark | None = None
+    elsewhere: str = ""  # it runs on another tmux server (a split town): why, in one line
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Act(StrEnum):
     NOTHING = "nothing"
     RESTART = "restart"
     HOLD = "hold"  # would restart, but backoff or a crash loop holds it back
+    ELSEWHERE = "elsewhere"  # runs on another tmux server (split town): not dead, not ours
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,26 @@ def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: Restar
 
 def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
               now: float) -> tuple[PolecatPlan, bool]:
-    """One polecat's plan, and whether a new death is to be counted."""
+    """One polecat's plan, and whether a new death is to be counted.
+
+    A polecat on another tmux server (split town) is neither dead nor ours: no death, no
+    mail, no restart, and its one line is logged once per incident.
+    """
+    split = f"split:{f.session}"
+    if f.elsewhere:
+        said = state.incidents.get(split) == f.elsewhere
+        state.incidents[split] = f.elsewhere
+        return PolecatPlan(f, Act.ELSEWHERE,
+                           logs=() if said else ((logging.WARNING, f.elsewhere),)), False
+    plan, died = _plan_judged(f, state, tracker, limits, now)
+    if state.incidents.pop(split, None) is not None:
+        over = (logging.INFO, f"split town over for {f.session}: not on another tmux server")
+        plan = replace(plan, logs=(over, *plan.logs))
+    return plan, died
+
+
+def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
+                 now: float) -> tuple[PolecatPlan, bool]:
     plan = PolecatPlan(f)
     if f.liveness is Liveness.RUNNING:
         return _alive(f, plan, state, tracker, limits, now), False

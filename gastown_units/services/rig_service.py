@@ -113,6 +113,8 @@ class RigService(TownService):
                 self._held_logged = kept.detail
             return f"{session} down: {kept.detail}", False
         self._held_logged = None
+        if kept.outcome is Kept.ELSEWHERE:  # the actor logged it once per incident
+            return kept.detail, False
         if kept.outcome is Kept.BUSY:
             ctx.retry_in(BUSY_RETRY)  # look again once the other service is done
         if kept.outcome is Kept.BUSY or kept.pane is None:

@@ -9,16 +9,33 @@ from pathlib import Path
 
 
 class PrivateTmux:
-    """Owns a tmux server on a unique socket; never touches the default server."""
+    """Owns a tmux server on a unique socket; never touches the default server.
 
-    def __init__(self) -> None:
-        self.socket = f"gtu-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    ``tmpdir`` puts the socket in ``<tmpdir>/tmux-<uid>/`` (tmux's ``TMUX_TMPDIR``) instead
+    of the inherited one, so that a test can own a whole socket directory.
+    """
+
+    def __init__(self, tmpdir: Path | None = None, socket: str | None = None) -> None:
+        self.socket = socket or f"gtu-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmpdir = tmpdir
         self.started = False
 
-    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    @property
+    def path(self) -> Path:
+        """The server's socket file."""
+        base = self.tmpdir or os.environ.get("TMUX_TMPDIR") or "/tmp"
+        return Path(base) / f"tmux-{os.getuid()}" / self.socket
+
+    def env(self) -> dict[str, str]:
+        """The environment of our tmux calls (and of a service that must find our socket)."""
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        if self.tmpdir is not None:
+            env["TMUX_TMPDIR"] = str(self.tmpdir)
+        return env
+
+    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=10, check=check, env=env)
+                              text=True, timeout=10, check=check, env=self.env())
 
     def start(self) -> PrivateTmux:
         """Start the server the way gastown-tmux.service does: no sessions, stays up."""
@@ -41,5 +58,4 @@ class PrivateTmux:
 
     def stop(self) -> None:
         self.tmux("kill-server", check=False)
-        path = Path(f"/tmp/tmux-{os.getuid()}") / self.socket
-        path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
