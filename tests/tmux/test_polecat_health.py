@@ -204,4 +204,5 @@ def test_probes_are_batched(town: Path, tmux_server: PrivateTmux) -> None:
     before = len(calls.read_text().splitlines())
     assert sweep(town, tmux_server).returncode == 0
     made = [json.loads(line) for line in calls.read_text().splitlines()[before:]]
-    assert [c["argv"][0] for c in made if c["tool"] == "bd"] == ["list", "show"]
+    # Per sweep: the rig database's agents in both list forms, then the rig beads.
+    assert [c["argv"][0] for c in made if c["tool"] == "bd"] == ["list", "list", "show"]
