@@ -253,7 +253,8 @@ class Witness(RigService):
             return "failed"
         record(self.book, issue, ok=True, started=started)
         self._save_book()
-        log.info("auto-spawned %s: %s", issue, result.stdout.strip().splitlines()[-1:] or "")
+        said = (result.stdout.strip().splitlines() or ["gt sling said nothing"])[-1]
+        log.info("auto-spawned %s: %s", issue, said)
         return "slung"
 
     def _sling_failed(self, issue: str, why: str, ctx: Context) -> None:
