@@ -40,3 +40,13 @@ class ToolTimeout(ToolError):
 
 class ToolMissing(ToolError):
     """An external tool's binary is not installed."""
+
+
+class BadInput(ToolError, ValueError):
+    """A value from data (a file, a tool's output, a mail, a name) does not have the grammar
+    it must have before it may reach an argv: refused before any program runs.
+
+    A ToolError, because the question could not be asked, so the answer is unknown: every
+    caller that already "does not judge" on a failed tool does the same here (design rule
+    3). A ValueError too, so that readers which treat a bad name as unreadable still do.
+    """

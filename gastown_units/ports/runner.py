@@ -2,6 +2,12 @@
 
 Nothing here builds a shell string. A timeout kills the program's whole process group, so a
 hanging ``bd`` leaves nothing behind, and the caller gets :class:`ToolTimeout` ("unknown").
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``
+(in the port that builds it); here every element, environment value and the working
+directory is refused with BadInput if it holds a NUL or a lone surrogate, and a tool's
+output is decoded as UTF-8 with replacement characters, never strictly (a tool that
+prints a stray byte must not crash a pass with UnicodeDecodeError).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from gastown_units.errors import ToolError, ToolMissing, ToolTimeout
+from gastown_units.errors import BadInput, ToolError, ToolMissing, ToolTimeout
+from gastown_units.ports.argv import checked_argv, text_arg
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +36,26 @@ SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TMUX", "TMUX_
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours, minus the scrubbed names, plus ``extra``."""
+    """The environment for a child process: ours, minus the scrubbed names, plus ``extra``
+    (whose names and values must survive ``execve``: BadInput otherwise)."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(extra or {})
+    for key, value in (extra or {}).items():
+        text_arg(key, "environment name")
+        if not key or "=" in key:
+            raise BadInput(f"bad environment name {key!r}")
+        env[key] = text_arg(value, f"environment value {key}")
     return env
+
+
+def _prepare(argv: Sequence[str], cwd: Path | None,
+             env: Mapping[str, str] | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The checked argv and environment of one run; BadInput before anything starts."""
+    args = checked_argv(argv)
+    if not args:
+        raise ToolError("refusing to run an empty command")
+    if cwd is not None:
+        text_arg(str(cwd), f"working directory of {args[0]}")
+    return args, child_env(env)
 
 
 @dataclass(frozen=True)
@@ -64,17 +87,18 @@ def run(
 
     A non-zero exit is *not* raised: callers decide what an exit status means.
     """
-    args = tuple(str(a) for a in argv)
+    args, environment = _prepare(argv, cwd, env)
     log.debug("run: %s", shlex.join(args))
     try:
         proc = subprocess.Popen(
             args,
             cwd=cwd,
-            env=child_env(env),
+            env=environment,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -105,7 +129,7 @@ class Background:
 
     def __init__(self, argv: Sequence[str], *, timeout: float, cwd: Path | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        self.argv = tuple(str(a) for a in argv)
+        self.argv, environment = _prepare(argv, cwd, env)
         self.timeout = timeout
         self._out = tempfile.TemporaryFile(  # noqa: SIM115 - outlives this call
             mode="w+", encoding="utf-8", errors="replace")
@@ -113,7 +137,7 @@ class Background:
             mode="w+", encoding="utf-8", errors="replace")
         log.debug("start: %s", shlex.join(self.argv))
         try:
-            self._proc = subprocess.Popen(self.argv, cwd=cwd, env=child_env(env),
+            self._proc = subprocess.Popen(self.argv, cwd=cwd, env=environment,
                                           stdin=subprocess.DEVNULL, stdout=self._out,
                                           stderr=self._err, start_new_session=True)
         except FileNotFoundError:
