@@ -2,6 +2,11 @@
 
 Reads distinguish "not found" (positive knowledge) from "bd failed" (ToolError: unknown,
 design rule 3). Parsing lives in pure functions below the port.
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``:
+bead IDs (from beads, mail, ``rigs.json`` and ``routes.jsonl`` prefixes) are checked IDs,
+so a prefix such as ``--db=/tmp/evil`` never becomes a ``bd`` flag; a bad one is BadInput
+(a ToolError: unknown, like a failed ``bd``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from gastown_units.errors import ToolError
 from gastown_units.ports import runner
+from gastown_units.ports.argv import checked_bead_id
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,7 @@ class Beads:
 
     def show(self, bead_id: str) -> dict[str, Any] | None:
         """One issue, or None when bd says it does not exist."""
-        items = self._json("show", bead_id, "--json")
+        items = self._json("show", checked_bead_id(bead_id), "--json")
         return items[0] if items else None
 
     def show_many(self, bead_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -156,7 +162,7 @@ class Beads:
         (and at N) one missing ID fails the whole call, which says nothing about the others.
         A direct-mode O ``bd`` exits 0 with the found ones: no extra calls then.
         """
-        ids = sorted(set(bead_ids))
+        ids = sorted({checked_bead_id(one) for one in bead_ids})
         if not ids:
             return {}
         items, ok = self._json_exit("show", *ids, "--json")

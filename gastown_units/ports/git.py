@@ -1,12 +1,19 @@
-"""git, for a polecat's worktree and branch: status, worktree removal, branch deletion."""
+"""git, for a polecat's worktree and branch: status, worktree removal, branch deletion.
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``:
+branch names are checked by git's ref-name rules (``git pull`` has no ``--`` that works
+for a refspec, and ``default_branch`` comes from a rig's ``config.json``: a value such as
+``--upload-pack=CMD`` would make git run CMD); paths follow ``--``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from gastown_units.errors import ToolError
+from gastown_units.errors import BadInput, ToolError
 from gastown_units.ports import runner
+from gastown_units.ports.argv import checked_ref
 
 
 class Git:
@@ -42,6 +49,10 @@ class Git:
         tick = progress or (lambda: None)
         problems: list[str] = []
         try:
+            checked_ref(branch, "default_branch")
+        except BadInput as exc:
+            return [f"not synced: {exc}"]
+        try:
             tick()
             fetch = self._run(tree, "fetch", "origin")
             tick()
@@ -64,18 +75,18 @@ class Git:
     def remove_worktree(self, repo: Path, tree: Path,
                         progress: Callable[[], None] | None = None) -> None:
         """``git worktree remove`` (after a clean check), then prune stale entries."""
-        self._check(repo, "worktree", "remove", str(tree))
+        self._check(repo, "worktree", "remove", "--", str(tree))
         if progress:
             progress()
         self._check(repo, "worktree", "prune")
 
     def branch_exists(self, repo: Path, branch: str) -> bool:
         return self._run(repo, "rev-parse", "--verify", "--quiet",
-                         f"refs/heads/{branch}").ok
+                         f"refs/heads/{checked_ref(branch)}").ok
 
     def delete_merged_branch(self, repo: Path, branch: str) -> str | None:
         """``git branch -d``: deletes only a merged branch; returns why not, or None."""
-        result = self._run(repo, "branch", "-d", branch)
+        result = self._run(repo, "branch", "-d", "--", checked_ref(branch))
         if result.ok:
             return None
         if "not fully merged" in result.error_line() or "not fully merged" in result.stderr:

@@ -1,4 +1,9 @@
-"""The ``gt`` CLI: one runner for its commands (mail, sling), run from the town root."""
+"""The ``gt`` CLI: one runner for its commands (mail, sling), run from the town root.
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``:
+the subcommand ports (:mod:`.mail`, :mod:`.sling`) check theirs before calling
+:meth:`GtCommand.run`; the runner refuses NUL and lone surrogates in any element.
+"""
 
 from __future__ import annotations
 

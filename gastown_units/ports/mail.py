@@ -1,4 +1,9 @@
-"""``gt mail`` (contract gastown.md §5): inbox, delete (claim), send."""
+"""``gt mail`` (contract gastown.md §5): inbox, delete (claim), send.
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``:
+addresses and message IDs are checked; a subject and a body are values of ``-s``/``-m``
+(the option takes the next word whatever it starts with) and only need to be text.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from gastown_units.errors import ToolError
 from gastown_units.ports import runner
+from gastown_units.ports.argv import checked_address, checked_bead_id, text_arg
 from gastown_units.ports.gt import GtCommand
 from gastown_units.town.jsonfile import parse_time
 
@@ -56,14 +62,16 @@ class Mail(GtCommand):
         return self.run("mail", *args)
 
     def inbox(self, identity: str) -> list[Message]:
-        out = self._run("inbox", "--identity", identity, "--json").stdout
+        out = self._run("inbox", "--identity", checked_address(identity, "identity"),
+                        "--json").stdout
         try:
             return parse_inbox(out)
         except (ValueError, json.JSONDecodeError):
             raise ToolError(f"gt mail inbox: unreadable output: {out[:80]!r}") from None
 
     def delete(self, message_id: str) -> None:
-        self._run("delete", message_id)
+        self._run("delete", checked_bead_id(message_id, "message ID"))
 
     def send(self, to: str, subject: str, body: str) -> None:
-        self._run("send", to, "-s", subject, "-m", body)
+        self._run("send", checked_address(to), "-s", text_arg(subject, "subject"),
+                  "-m", text_arg(body, "body"))

@@ -2,6 +2,10 @@
 
 Pane processes are not our children, so we use psutil (which checks PID reuse) instead of
 process groups we did not create.
+
+No argv at all here: a PID from tmux output is an ``int`` (``parse_panes``), never text.
+The rule for ports that run programs: every argv element from data goes through
+:mod:`gastown_units.ports.argv` or after ``--``.
 """
 
 from __future__ import annotations

@@ -7,19 +7,32 @@ panes (``send-keys -t =NAME`` fails on tmux 3.3a).
 
 Calls go through :func:`runner.run` with a timeout, not through libtmux: no libtmux release
 (0.21 … 0.62) can time out a tmux call, and a hung call must not outlive the watchdog.
+
+Every argv element from data goes through :mod:`gastown_units.ports.argv` or after ``--``:
+session names are checked names (they also sit behind ``-t``), and every free-standing
+argument (text typed with ``send-keys -l``, a key, a command, an option or hook and its
+value, a format) follows ``--``, which tmux 3.3a's getopt takes as the end of options
+(checked against a private server), so a text starting with '-' is typed, not parsed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gastown_units.errors import ToolError
+from gastown_units.errors import BadInput, ToolError
 from gastown_units.ports import runner
-from gastown_units.town.names import check_name
+from gastown_units.ports.argv import checked_name as _checked_name
+
+
+def check_name(kind: str, name: str) -> str:
+    """A checked session name (BadInput otherwise)."""
+    return _checked_name(kind, name)
 
 _SEP = "\t"
+_DELTA_RE = re.compile(r"[+-]?[0-9]{1,4}")
 _PANE_FORMAT = _SEP.join((
     "#{session_name}", "#{pane_pid}", "#{pane_current_command}", "#{pane_dead}",
     "#{session_created}", "#{session_attached}",
@@ -127,16 +140,18 @@ class Tmux:
         raise ToolError(f"tmux has-session failed: {result.error_line()}")
 
     def capture(self, name: str, lines: int = 30) -> str:
-        return self._check("capture-pane", "-p", "-t", f"={name}:", "-S", f"-{lines}").stdout
+        return self._check("capture-pane", "-p", "-t", f"={check_name('session', name)}:",
+                           "-S", f"-{int(lines)}").stdout
 
     def display(self, name: str, fmt: str) -> str:
-        return self._check("display-message", "-p", "-t", f"={name}:", fmt).stdout.strip()
+        return self._check("display-message", "-p", "-t", f"={check_name('session', name)}:",
+                           "--", fmt).stdout.strip()
 
     # --- writes -----------------------------------------------------------------------
     def new_session(self, name: str, *, cwd: Path, command: str) -> None:
         """Create a detached session running ``command`` in ``cwd``; never starts a server."""
         check_name("session", name)
-        self._check("new-session", "-d", "-s", name, "-c", str(cwd), command)
+        self._check("new-session", "-d", "-s", name, "-c", str(cwd), "--", command)
 
     def kill_session(self, name: str) -> None:
         """Kill a session; one that is already gone counts as success."""
@@ -146,28 +161,35 @@ class Tmux:
 
     def set_environment(self, name: str, env: Mapping[str, str]) -> None:
         for key in sorted(env):
-            self._check("set-environment", "-t", f"={name}", key, env[key])
+            self._check("set-environment", "-t", f"={check_name('session', name)}", "--",
+                        key, env[key])
 
     def set_options(self, name: str, options: Mapping[str, str]) -> None:
         for option, value in options.items():
-            self._check("set-option", "-t", f"={name}:", option, value)  # "=NAME" fails here
+            # "=NAME" fails here: "=NAME:" targets the session's window
+            self._check("set-option", "-t", f"={check_name('session', name)}:", "--",
+                        option, value)
 
     def set_hook(self, name: str, hook: str, command: str) -> None:
         """A hook of the session's window (``set-hook -t =NAME: HOOK COMMAND``)."""
         # tmux 3.3a stores pane hooks such as pane-died on the window: "=NAME:" targets it.
-        self._check("set-hook", "-t", f"={check_name('session', name)}:", hook, command)
+        self._check("set-hook", "-t", f"={check_name('session', name)}:", "--", hook, command)
 
     def set_global_hook(self, hook: str, command: str) -> None:
-        self._check("set-hook", "-g", hook, command)
+        self._check("set-hook", "-g", "--", hook, command)
 
     def send_literal(self, name: str, text: str) -> None:
-        self._check("send-keys", "-t", f"={name}:", "-l", text)
+        """Type ``text`` as it is: after ``--``, a text such as ``-x`` is not an option."""
+        self._check("send-keys", "-t", f"={check_name('session', name)}:", "-l", "--", text)
 
     def send_key(self, name: str, key: str) -> None:
-        self._check("send-keys", "-t", f"={name}:", key)
+        self._check("send-keys", "-t", f"={check_name('session', name)}:", "--", key)
 
     def resize_pane(self, name: str, delta: str) -> None:
-        self._check("resize-pane", "-t", f"={name}:", "-y", delta)
+        """``-y DELTA`` (``-1``, ``+1``): a signed number, nothing else."""
+        if not _DELTA_RE.fullmatch(delta):
+            raise BadInput(f"invalid resize delta {delta!r}: expected e.g. -1 or +1")
+        self._check("resize-pane", "-t", f"={check_name('session', name)}:", "-y", delta)
 
 
 def _matches(result: runner.Result, needles: tuple[str, ...]) -> bool:
