@@ -284,9 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EX_FAILURE
+    except click.BadParameter as exc:  # a bad knob value: one line, exit 78 (like the env)
+        click.echo(f"gastown-units: {exc.format_message()}", err=True)
+        return EX_CONFIG
     except click.ClickException as exc:
         exc.show()
-        return EX_CONFIG if isinstance(exc, click.BadParameter) else exc.exit_code
+        return exc.exit_code
     except GastownError as exc:
         click.echo(f"gastown-units: {exc}", err=True)
         return exc.exit_code

@@ -8,7 +8,9 @@ Defaults follow Gas Town's daemon (contract gastown.md §6.10) unless noted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,20 +18,43 @@ from typing import Any
 
 from gastown_units.errors import ConfigError
 
+#: Longest duration any knob takes: beyond it a value is a typo (``1e308``), and a timer
+#: or ``time.sleep`` would overflow on it.
+MAX_SECONDS = 30 * 24 * 3600.0
+#: Largest count any knob takes (workers, restarts, deaths).
+MAX_COUNT = 10_000
+
+_DURATION_RE = re.compile(
+    r"(?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?)(?P<unit>ms|s|m|h)?",
+    re.ASCII)
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
 
 def _seconds(text: str) -> float:
-    """Parse ``90``, ``90s``, ``5m``, ``1h`` or ``250ms`` into seconds."""
+    """Parse ``90``, ``90s``, ``5m``, ``1h`` or ``250ms`` into seconds, 0 included (a
+    knob where 0 means "at once": a backoff, a delay, a grace).
+
+    Finite and at most :data:`MAX_SECONDS`: ``nan`` would compare false with everything
+    (a busy loop) and ``inf`` overflows a sleep.
+    """
     raw = text.strip().lower()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, factor in units:
-        if raw.endswith(suffix) and raw[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(raw[: -len(suffix)]) * factor
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30, 30s, 5m, 1h)") from None
-    if value < 0:
-        raise ValueError(f"negative duration: {text!r}")
+    match = _DURATION_RE.fullmatch(raw)
+    if match is None:
+        if raw.startswith("-"):
+            raise ValueError(f"negative duration: {text!r}")
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30, 30s, 5m, 1h)")
+    value = float(match["number"]) * _UNITS[match["unit"]]
+    if not math.isfinite(value) or value > MAX_SECONDS:
+        raise ValueError(f"duration too long: {text!r} (at most 30 days)")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """:func:`_seconds` greater than 0: an interval or a timeout (0 would be a busy loop,
+    a tool that may never answer, or a threshold every agent is always past)."""
+    value = _seconds(text)
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, got {text!r}")
     return value
 
 
@@ -43,9 +68,15 @@ def _bool(text: str) -> bool:
 
 
 def _count(text: str) -> int:
-    value = int(text.strip())
+    """A whole number from 1 to :data:`MAX_COUNT` (ASCII digits only)."""
+    raw = text.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw, re.ASCII):
+        raise ValueError(f"not a whole number: {text!r}")
+    value = int(raw)
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"must be at most {MAX_COUNT}, got {value}")
     return value
 
 
@@ -81,20 +112,20 @@ KNOBS: tuple[Knob, ...] = (
          "tmux -L socket name; unset = the user's default server, as Gas Town uses."),
     Knob("agent_command", "GT_AGENT_COMMAND", _text,
          "Agent command line that overrides the one resolved from the town's settings."),
-    Knob("interval", "GT_INTERVAL", _seconds,
+    Knob("interval", "GT_INTERVAL", _positive_seconds,
          "Seconds between passes of a long-running service."),
-    Knob("tmux_timeout", "GT_TMUX_TIMEOUT", _seconds, "Timeout of one tmux call."),
-    Knob("bd_timeout", "GT_BD_TIMEOUT", _seconds, "Timeout of one bd call."),
-    Knob("gt_timeout", "GT_GT_TIMEOUT", _seconds, "Timeout of one gt call."),
-    Knob("start_timeout", "GT_START_TIMEOUT", _seconds,
+    Knob("tmux_timeout", "GT_TMUX_TIMEOUT", _positive_seconds, "Timeout of one tmux call."),
+    Knob("bd_timeout", "GT_BD_TIMEOUT", _positive_seconds, "Timeout of one bd call."),
+    Knob("gt_timeout", "GT_GT_TIMEOUT", _positive_seconds, "Timeout of one gt call."),
+    Knob("start_timeout", "GT_START_TIMEOUT", _positive_seconds,
          "How long a new session may take before its agent runs (Gas Town: 60 s)."),
     Knob("kill_grace", "GT_KILL_GRACE", _seconds,
          "Seconds between SIGTERM and SIGKILL when a session's processes are killed."),
     Knob("deacon_grace", "GT_DEACON_GRACE", _seconds,
          "No heartbeat checks this long after the Deacon session was created."),
-    Knob("heartbeat_nudge", "GT_DEACON_HEARTBEAT_NUDGE", _seconds,
+    Knob("heartbeat_nudge", "GT_DEACON_HEARTBEAT_NUDGE", _positive_seconds,
          "Deacon heartbeat age at which the Deacon is nudged (HEALTH_CHECK)."),
-    Knob("heartbeat_kill", "GT_DEACON_HEARTBEAT_KILL", _seconds,
+    Knob("heartbeat_kill", "GT_DEACON_HEARTBEAT_KILL", _positive_seconds,
          "Deacon heartbeat age beyond which the Deacon is killed and restarted."),
     Knob("nudge_interval", "GT_NUDGE_INTERVAL", _seconds,
          "Least time between two HEALTH_CHECK nudges of the same agent."),
@@ -103,11 +134,11 @@ KNOBS: tuple[Knob, ...] = (
     Knob("degraded", "GT_DEGRADED", _bool,
          "Degraded mode: triage the Deacon mechanically instead of spawning a Boot agent."),
     Knob("git_bin", "GT_GIT_BIN", _text, "The git binary."),
-    Knob("git_timeout", "GT_GIT_TIMEOUT", _seconds, "Timeout of one git call."),
+    Knob("git_timeout", "GT_GIT_TIMEOUT", _positive_seconds, "Timeout of one git call."),
     Knob("ready_prompt", "GT_READY_PROMPT", _raw,
          "Line prefix that shows the Refinery's runtime is ready; unset: the runtime's own "
          "(Claude's '❯ '), and runtimes without a known prompt wait their ready delay."),
-    Knob("stuck_threshold", "GT_WITNESS_STUCK_THRESHOLD", _seconds,
+    Knob("stuck_threshold", "GT_WITNESS_STUCK_THRESHOLD", _positive_seconds,
          "A live polecat with no git/state-file activity this long is stuck."),
     Knob("ladder_interval", "GT_WITNESS_LADDER_INTERVAL", _seconds,
          "Least time between two steps of the stuck ladder (nudge, escalate, wait)."),
@@ -116,7 +147,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("max_workers", "GT_WITNESS_MAX_WORKERS", _count,
          "Most live polecats per rig that auto-spawn fills up to."),
     Knob("spawn_delay", "GT_WITNESS_SPAWN_DELAY", _seconds, "Pause between two auto-spawns."),
-    Knob("sling_timeout", "GT_WITNESS_SLING_TIMEOUT", _seconds,
+    Knob("sling_timeout", "GT_WITNESS_SLING_TIMEOUT", _positive_seconds,
          "Longest a gt sling may take (it waits for the new polecat's runtime; it runs in "
          "the background, so this may exceed the watchdog)."),
     Knob("sling_backoff", "GT_WITNESS_SLING_BACKOFF", _seconds,
@@ -124,9 +155,9 @@ KNOBS: tuple[Knob, ...] = (
          "at most 1 h)."),
     Knob("issue_prefix", "GT_WITNESS_ISSUE_PREFIX", _text,
          "Auto-spawn only issues whose ID starts with this."),
-    Knob("lifecycle_interval", "GT_LIFECYCLE_INTERVAL", _seconds,
+    Knob("lifecycle_interval", "GT_LIFECYCLE_INTERVAL", _positive_seconds,
          "Seconds between two reads of the Deacon's inbox for LIFECYCLE requests."),
-    Knob("lifecycle_max_age", "GT_LIFECYCLE_MAX_AGE", _seconds,
+    Knob("lifecycle_max_age", "GT_LIFECYCLE_MAX_AGE", _positive_seconds,
          "LIFECYCLE requests older than this are deleted unread (Gas Town: 6 h)."),
     Knob("lifecycle_strict", "GT_LIFECYCLE_STRICT", _bool,
          "Act on a LIFECYCLE request only if the agent's state.json has requesting_<action>."),
@@ -136,13 +167,15 @@ KNOBS: tuple[Knob, ...] = (
          "Longest wait between restarts of one polecat."),
     Knob("crash_loop_restarts", "GT_CRASH_LOOP_RESTARTS", _count,
          "This many restarts within GT_CRASH_LOOP_WINDOW is a crash loop: restarts stop."),
-    Knob("crash_loop_window", "GT_CRASH_LOOP_WINDOW", _seconds, "See GT_CRASH_LOOP_RESTARTS."),
-    Knob("restart_stable_reset", "GT_RESTART_STABLE_RESET", _seconds,
+    Knob("crash_loop_window", "GT_CRASH_LOOP_WINDOW", _positive_seconds,
+         "See GT_CRASH_LOOP_RESTARTS."),
+    Knob("restart_stable_reset", "GT_RESTART_STABLE_RESET", _positive_seconds,
          "A polecat alive this long after its last restart gets a clean slate."),
     Knob("mass_death_count", "GT_MASS_DEATH_COUNT", _count,
          "This many polecat deaths within GT_MASS_DEATH_WINDOW is a mass death (event)."),
-    Knob("mass_death_window", "GT_MASS_DEATH_WINDOW", _seconds, "See GT_MASS_DEATH_COUNT."),
-    Knob("gupp_timeout", "GT_GUPP_TIMEOUT", _seconds,
+    Knob("mass_death_window", "GT_MASS_DEATH_WINDOW", _positive_seconds,
+         "See GT_MASS_DEATH_COUNT."),
+    Knob("gupp_timeout", "GT_GUPP_TIMEOUT", _positive_seconds,
          "A live polecat with hooked work whose agent bead is not updated this long "
          "violates GUPP (mail to the witness)."),
     Knob("event_file", "GT_EVENT_FILE", _path,
@@ -225,7 +258,11 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        """Reject settings that cannot work together."""
+        """Reject settings that cannot work together (or were set without a parser)."""
+        for each in KNOBS:
+            value = getattr(self, each.field)
+            if isinstance(value, float) and not 0 <= value <= MAX_SECONDS:
+                raise ConfigError(f"{each.env}: must be from 0 to 30 days, got {value!r}")
         if self.interval <= 0:
             raise ConfigError("GT_INTERVAL must be greater than 0")
         if self.heartbeat_kill < self.heartbeat_nudge:
