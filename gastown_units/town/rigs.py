@@ -77,20 +77,40 @@ def read_routes(town: Town) -> list[Route]:
     if text is None:
         return []
     routes: list[Route] = []
+    bad = 0
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#") or "\ufffd" in line:
+        if not line or line.startswith("#"):
             continue
-        try:
-            route = parse_json(line)
-        except ValueError:
-            continue
-        if not isinstance(route, dict):
-            continue
-        prefix, path = route.get("prefix"), route.get("path")
-        if isinstance(prefix, str) and isinstance(path, str) and prefix and path.strip():
-            routes.append(Route(prefix.removesuffix("-"), path.strip()))
+        route = _route(line)
+        if route is None:
+            bad += 1
+        else:
+            routes.append(route)
+    if bad and (str(town.routes), bad, len(routes)) not in _warned_routes:
+        _warned_routes.add((str(town.routes), bad, len(routes)))
+        log.warning("%s: %d malformed line(s) skipped (beads routed there are not found)",
+                    town.routes, bad)
     return routes
+
+
+_warned_routes: set[tuple[str, int, int]] = set()
+
+
+def _route(line: str) -> Route | None:
+    """One route line, or None when it is malformed (bad bytes, not JSON, wrong types)."""
+    if "\ufffd" in line:
+        return None
+    try:
+        route = parse_json(line)
+    except ValueError:
+        return None
+    if not isinstance(route, dict):
+        return None
+    prefix, path = route.get("prefix"), route.get("path")
+    if isinstance(prefix, str) and isinstance(path, str) and prefix and path.strip():
+        return Route(prefix.removesuffix("-"), path.strip())
+    return None
 
 
 def route_prefixes(town: Town) -> dict[str, str]:
