@@ -211,6 +211,22 @@ def test_a_damaged_file_costs_no_agent(running: Town, rel: str, kind: str) -> No
     assert now == running.pids, f"agents lost with {rel} {kind}: {running.pids} -> {now}"
 
 
+def test_a_polecat_dir_named_with_a_newline_is_skipped(running: Town) -> None:
+    """tmux would store another session name: the name is skipped with a warning, and the
+    other polecats are still supervised."""
+    odd = running.root / RIG / "polecats" / "bad\nname"
+    odd.mkdir()
+    try:
+        for service in ("polecat-health", "witness"):
+            result = run(service, running)
+            assert result.returncode == 0, result.stderr
+            assert not traceback(result.stderr)
+            assert "no usable name" in result.stderr, result.stderr
+    finally:
+        odd.rmdir()
+    assert pids(running.server) == running.pids
+
+
 def test_tally(running: Town) -> None:
     """The closing count (runs after the matrix: pytest keeps file order)."""
     print(f"\n{len(FILES)} files x {len(DAMAGES)} damages = {len(CASES)} cases, "
