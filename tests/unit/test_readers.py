@@ -181,3 +181,13 @@ def test_git_file_of_any_bytes(tmp_path: Path, data: bytes) -> None:
     (tmp_path / ".git").write_bytes(data)
     result = git_dir(tmp_path)
     assert result is None or isinstance(result, Path)
+
+
+@pytest.mark.parametrize("command", ["node\ufffd", "\ufffd\ufffd", "claude\n", "-", "x" * 5000,
+                                     "1.2.3\ufffd", ""])
+def test_a_weird_pane_command_is_just_not_the_agent(command: str) -> None:
+    from gastown_units.services.sessions import Liveness, pane_liveness
+    from gastown_units.town.agents import PRESETS, AgentProgram
+
+    claude = AgentProgram("claude", PRESETS["claude"].argv, PRESETS["claude"].process_names)
+    assert pane_liveness(command, 2 ** 22 + 12345, False, claude) is not Liveness.RUNNING
