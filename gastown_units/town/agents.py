@@ -89,37 +89,35 @@ def resolve_agent(town: Town, role: Role, rig: str | None, override: str | None
         if not argv:
             raise ValueError("GT_AGENT_COMMAND is empty")
         return AgentProgram("override", argv)
-    rig_path = town.rig_settings(rig) if rig else None
-    rig_settings = _settings(rig_path) if rig_path else {}
     town_path = town.town_settings
     town_settings = _settings(town_path)
-    rig_name = _lookup(rig_settings, rig_path, "role_agents", str(role)) \
-        or _field(rig_settings, rig_path, "runtime") or _field(rig_settings, rig_path, "agent") \
-        if rig_path else None
+    rig_path = town.rig_settings(rig) if rig else town_path
+    rig_settings = _settings(rig_path) if rig else {}
+    runtime = rig_settings.get("runtime")  # legacy: a name, or a runtime object (not ours)
     name = (
-        rig_name
+        _lookup(rig_settings, rig_path, "role_agents", str(role))
         or _lookup(town_settings, town_path, "role_agents", str(role))
+        or _str(runtime)
+        or _field(rig_settings, rig_path, "agent")
         or _field(town_settings, town_path, "default_agent")
         or "claude"
     )
-    custom, where = (_lookup_obj(rig_settings, rig_path, name), rig_path) if rig_path \
-        else (None, None)
+    custom, where = _lookup_obj(rig_settings, rig_path, name), rig_path
     if custom is None:
         custom, where = _lookup_obj(town_settings, town_path, name), town_path
     if custom is not None:
         command = _str(custom.get("command"))
         if not command:
-            raise DamagedFile(where or town_path, f"agent {name!r} has no command")
+            raise DamagedFile(where, f"agent {name!r} has no command")
         args = custom.get("args") or []
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise DamagedFile(where or town_path,
-                              f"agent {name!r}: args must be a list of strings")
+            raise DamagedFile(where, f"agent {name!r}: args must be a list of strings")
         prompt, delay = _readiness(custom, name)
         return AgentProgram(name, (command, *args),
                             takes_prompt=custom.get("prompt_mode") != "none",
                             ready_prompt=prompt, ready_delay=delay)
     if name not in PRESETS:
-        shown = f"{rig_path} or {town_path}" if rig_path else str(town_path)
+        shown = f"{rig_path} or {town_path}" if rig else str(town_path)
         raise ValueError(f"unknown agent {name!r} (not a preset nor in 'agents' of {shown})")
     preset = PRESETS[name]
     argv = (_claude_path(), *preset.argv[1:]) if name == "claude" else preset.argv

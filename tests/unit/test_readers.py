@@ -191,3 +191,14 @@ def test_a_weird_pane_command_is_just_not_the_agent(command: str) -> None:
 
     claude = AgentProgram("claude", PRESETS["claude"].argv, PRESETS["claude"].process_names)
     assert pane_liveness(command, 2 ** 22 + 12345, False, claude) is not Liveness.RUNNING
+
+
+def test_resolution_order_and_a_runtime_object_are_kept(town: Town) -> None:
+    town.town_settings.write_text(json.dumps({"role_agents": {"witness": "codex"},
+                                              "default_agent": "gemini"}))
+    town.rig_settings("gastown").parent.mkdir(parents=True, exist_ok=True)
+    town.rig_settings("gastown").write_text(json.dumps(
+        {"agent": "amp", "runtime": {"provider": "claude", "command": "claude"}}))
+    assert resolve_agent(town, Role.WITNESS, "gastown", None).name == "codex"
+    assert resolve_agent(town, Role.REFINERY, "gastown", None).name == "amp"
+    assert resolve_agent(town, Role.DEACON, None, None).name == "gemini"
