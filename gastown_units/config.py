@@ -89,7 +89,7 @@ def _raw(text: str) -> str | None:
 
 
 def _path(text: str) -> Path | None:
-    return Path(text).expanduser() if text.strip() else None
+    return Path(os.path.expanduser(text)) if text.strip() else None  # ~nosuchuser: kept
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ from gastown_units.services.sessions import pane_liveness
 from gastown_units.town.agents import resolve_agent
 from gastown_units.town.identity import BOOT, DEACON, Identity, Role
 from gastown_units.town.layout import Town
-from gastown_units.town.names import valid_name
+from gastown_units.town.polecats import usable_name
 from gastown_units.town.rigs import load_rigs
 
 
 @dataclass(frozen=True)
 class AgentRow:
     identity: Identity
-    state: str  # running | zombie | missing
+    state: str  # running | zombie | missing | unknown (the agent cannot be resolved)
     pid: int | None
     command: str
 
@@ -35,9 +35,12 @@ def expected_agents(town: Town, rigs: list[str]) -> list[Identity]:
         agents += [Identity(Role.WITNESS, rig), Identity(Role.REFINERY, rig)]
         for role, sub in ((Role.POLECAT, "polecats"), (Role.CREW, "crew")):
             base = town.rig_dir(rig) / sub
-            names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+            try:
+                names = sorted(p.name for p in base.iterdir() if p.is_dir())
+            except OSError:  # missing or unlistable: no agents shown from it
+                names = []
             agents += [Identity(role, rig, n) for n in names
-                       if not n.startswith(".") and valid_name(n)]
+                       if not n.startswith(".") and usable_name(n)]
     return agents
 
 
@@ -69,7 +72,11 @@ def collect(settings: Settings) -> tuple[Town, list[AgentRow], bool]:
         if pane is None:
             rows.append(AgentRow(who, "missing", None, ""))
             continue
-        agent = resolve_agent(town, who.role, who.rig, settings.agent_command)
+        try:
+            agent = resolve_agent(town, who.role, who.rig, settings.agent_command)
+        except ValueError:  # a damaged settings file: no verdict, as the keepers do
+            rows.append(AgentRow(who, "unknown", pane[0], pane[1]))
+            continue
         state = pane_liveness(pane[1], pane[0], pane[2], agent).value  # the keepers' rule
         rows.append(AgentRow(who, state, pane[0], pane[1]))
     return town, rows, panes is not None

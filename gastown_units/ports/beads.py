@@ -54,7 +54,7 @@ def agent_from_json(obj: dict[str, Any]) -> AgentBead:
     desc = parse_description_fields(str(obj.get("description") or ""))
     hook = obj.get("hook_bead") or desc.get("hook_bead", "")
     state = obj.get("agent_state") or desc.get("agent_state", "")
-    labels = obj.get("labels") or []
+    labels = raw if isinstance(raw := obj.get("labels"), list) else []
     return AgentBead(
         id=str(obj.get("id", "")),
         hook_bead=str(hook or ""),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolMissing
@@ -25,6 +27,18 @@ log = logging.getLogger(__name__)
 
 WAITING_FOR_TMUX = "waiting for the tmux server (is gastown-tmux.service running?)"
 SHUTTING_DOWN = "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
+
+
+@contextmanager
+def setup_errors() -> Iterator[None]:
+    """A damaged town file found while setting up is a configuration error: one line,
+    exit 78, and no restart loop under systemd (never a traceback)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, RecursionError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class TownService:
@@ -103,8 +117,12 @@ class TownService:
         """The agent for ``role``; ValueError for unusable settings or override."""
         return resolve_agent(town or self.town, role, rig, self.settings.agent_command)
 
-    def paused(self) -> str | None:
-        """Why this pass must not act (``gt down``, patrol switched off), or None."""
+    def paused(self, ctx: Context | None = None) -> str | None:
+        """Why this pass must not act (``gt down``, patrol switched off), or None.
+
+        An unreadable ``mayor/daemon.json`` means "unknown whether to act": nothing is done,
+        and the status line, the journal and ``--once``'s exit code say so every pass.
+        """
         if shutdown_in_progress(self.town.shutdown_lock):
             return SHUTTING_DOWN
         if self.patrol:
@@ -112,22 +130,25 @@ class TownService:
                 if not patrol_enabled(self.town, self.patrol):
                     return f"{self.patrol} patrol disabled in mayor/daemon.json: not acting"
             except ValueError as exc:
-                log.error("not acting this pass: %s", exc)
-                return f"configuration problem, not acting: {exc}"
+                log.error("not acting this pass (repair the file): %s", exc)
+                if ctx is not None:
+                    ctx.failed(str(exc))
+                return f"damaged file, not acting: {exc}"
         return None
 
     def prelude(self, ctx: Context, role: Role, rig: str | None = None
                 ) -> tuple[AgentProgram, Snapshot] | str:
         """Start of a pass: the agent and a tmux snapshot, or the status line to stop with."""
-        paused = self.paused()
+        paused = self.paused(ctx)
         if paused:
             return paused
         try:
             agent = self.agent(role, rig)
-        except ValueError as exc:
-            log.error("not acting this pass: %s", exc)
+        except ValueError as exc:  # unknown runtime: no liveness verdict, so no action
+            log.error("agent of %s unknown, not judging or starting it (repair the file): %s",
+                      role, exc)
             ctx.failed(str(exc))
-            return f"configuration problem, not acting: {exc}"
+            return f"agent unknown, nothing judged or started: {exc}"
         try:
             return agent, self.tmux.snapshot()
         except ServerDown:

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gastown_units.config import Settings
-from gastown_units.errors import ConfigError, GastownError, ToolError
+from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept
-from gastown_units.services.base import TownService
+from gastown_units.services.base import TownService, setup_errors
 from gastown_units.services.profiles import Reason
 from gastown_units.services.sessions import Liveness, StartFailed, liveness
 from gastown_units.services.split_town import Elsewhere
@@ -54,11 +54,9 @@ class DeaconKeeper(TownService):
         self._held_logged: str | None = None
 
     def setup(self, ctx: Context) -> str:
-        town = self.open_town()
-        try:
+        with setup_errors():
+            town = self.open_town()
             self.agent(Role.DEACON, town=town)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         self.take_town(town)
         return f"keeping {DEACON.session} for town {town.root}"
 
@@ -198,8 +196,13 @@ class DeaconKeeper(TownService):
             parts.append(f"{DEACON.session} running (pane PID {pane.pid}, up {up / 60:.0f} min)")
         elif not report.split:
             parts.append(f"{DEACON.session} NOT running")
-        age = read_heartbeat(town).age(now_utc())
-        parts.append("no heartbeat yet" if age is None else f"heartbeat {age / 60:.0f} min old")
+        beat = read_heartbeat(town)
+        age = beat.age(now_utc())
+        if beat.problem:
+            parts.append(f"heartbeat unreadable, not checked: {beat.problem}")
+        else:
+            parts.append("no heartbeat yet" if age is None else
+                         f"heartbeat {age / 60:.0f} min old")
         if not report.split:
             parts.append("boot: degraded triage" if self.settings.degraded else
                          f"boot: {'running' if BOOT.session in snap.sessions else 'idle'}")

@@ -45,7 +45,7 @@ from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY
-from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
 from gastown_units.services.lifecycle_parse import (
     Action,
     Decision,
@@ -90,8 +90,10 @@ class LifecycleMail(TownService):
         self._logged: set[tuple[str, str]] = set()  # (message id, what) already logged
 
     def setup(self, ctx: Context) -> str:
-        town = self.open_town()
-        rigs = self.load_rigs(town)
+        with setup_errors():
+            town = self.open_town()
+            rigs = self.load_rigs(town)
+            rig_prefixes(town, rigs)  # .beads/routes.jsonl readable
         self.take_town(town)
         self._use_rigs(town, rigs)
         s = self.settings
@@ -110,6 +112,8 @@ class LifecycleMail(TownService):
         """Pick up rigs added since the start; keep the known ones if the file is broken."""
         try:
             rigs = load_rigs(self.town)  # ValueError handled here: a pass, not setup
+            if rigs != self._rigs:
+                self._use_rigs(self.town, rigs)
         except ValueError as exc:
             if str(exc) != self._rigs_problem:
                 log.warning("cannot reload the rigs, keeping the %d known: %s",
@@ -117,12 +121,10 @@ class LifecycleMail(TownService):
             self._rigs_problem = str(exc)
             return
         self._rigs_problem = None
-        if rigs != self._rigs:
-            self._use_rigs(self.town, rigs)
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        paused = self.paused()
+        paused = self.paused(ctx)
         if paused:
             return paused
         try:
@@ -150,7 +152,8 @@ class LifecycleMail(TownService):
             if outcome in ("done", "failed"):
                 snap = self.tmux.snapshot()  # sessions changed: later requests see that
         parts = ", ".join(f"{count} {what}" for what, count in outcomes.items())
-        return f"inbox: {len(requests)} lifecycle request(s): {parts}"
+        stale = f"; rigs not reloaded: {self._rigs_problem}" if self._rigs_problem else ""
+        return f"inbox: {len(requests)} lifecycle request(s): {parts}{stale}"
 
     def _handle_safely(self, message: Message, snap: Snapshot, ctx: Context) -> str:
         """One request; a failure ends it, not the pass."""

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gastown_units.config import Settings
-from gastown_units.errors import ConfigError, GastownError, ToolError
+from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import CameBack
-from gastown_units.services.base import WAITING_FOR_TMUX, TownService
+from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
 from gastown_units.services.polecat_plan import (
     Act,
     Limits,
@@ -92,13 +92,11 @@ class PolecatHealth(TownService):
                              s.mass_death_window)
 
     def setup(self, ctx: Context) -> str:
-        town = self.open_town()
-        self.rigs = self.load_rigs(town)
-        try:
+        with setup_errors():
+            town = self.open_town()
+            self.rigs = self.load_rigs(town)
             self.prefixes = rig_prefixes(town, self.rigs)
             self.agent(Role.POLECAT, None, town=town)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         self.take_town(town)
         s = self.settings
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
@@ -131,7 +129,7 @@ class PolecatHealth(TownService):
             return None
 
     def _sweep(self, ctx: Context) -> str:
-        paused = self.paused()
+        paused = self.paused(ctx)
         if paused:
             return paused
         try:

@@ -70,7 +70,8 @@ class SweepState:
             items = value.items() if isinstance(value, dict) else ()
             return {str(k): v for k, v in items if isinstance(v, str)}
 
-        deaths = [(float(d[0]), d[1]) for d in data.get("deaths") or []
+        raw = data.get("deaths")
+        deaths = [(float(d[0]), d[1]) for d in (raw if isinstance(raw, list) else [])
                   if isinstance(d, list) and len(d) == 2 and isinstance(d[0], int | float)
                   and not isinstance(d[0], bool) and isinstance(d[1], str)]
         return cls(strings(data.get("incidents")), strings(data.get("dead")), deaths)

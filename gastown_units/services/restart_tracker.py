@@ -18,9 +18,12 @@ from typing import Any
 from gastown_units.town.jsonfile import (
     format_time,
     parse_time,
-    read_json_or_set_aside,
+    read_state_object,
+    set_aside,
     write_json_atomic,
 )
+
+MAX_COUNT = 1000
 
 
 @dataclass
@@ -58,14 +61,18 @@ class RestartTracker:
 
     def load(self) -> None:
         """Read the file; a malformed one is set aside (one warning) and a fresh state used."""
-        data = read_json_or_set_aside(self.path)
-        agents = data.get("agents") if isinstance(data, dict) else None
+        data = read_state_object(self.path)
+        agents = data.get("agents", {})
         self.agents = {}
-        for key, entry in (agents or {}).items():
+        if not isinstance(agents, dict):
+            set_aside(self.path, "'agents' is not an object")
+            return
+        for key, entry in agents.items():
             if not isinstance(entry, dict):
                 continue
             count = entry.get("restart_count")
             count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+            count = min(count, MAX_COUNT)  # 2**count must stay a float
             self.agents[str(key)] = Restarts(
                 _epoch(entry.get("last_restart")), max(count, 0),
                 _epoch(entry.get("backoff_until")), _epoch(entry.get("crash_loop_since")),
@@ -109,7 +116,7 @@ class RestartTracker:
             entry.window_start, entry.restart_count = now, 0
         entry.restart_count += 1
         entry.last_restart = now
-        delay = min(self.policy.base * 2 ** (entry.restart_count - 1), self.policy.cap)
+        delay = min(self.policy.base * 2.0 ** min(entry.restart_count - 1, 64), self.policy.cap)
         entry.backoff_until = now + delay
 
     def stable(self, key: str, now: float) -> bool:

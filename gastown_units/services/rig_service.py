@@ -11,7 +11,7 @@ from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept
-from gastown_units.services.base import TownService
+from gastown_units.services.base import TownService, setup_errors
 from gastown_units.services.rig_gate import RigGate
 from gastown_units.services.sessions import StartFailed
 from gastown_units.town.agents import AgentProgram
@@ -46,21 +46,21 @@ class RigService(TownService):
         return self._gate
 
     def setup(self, ctx: Context) -> str:
-        town = self.open_town()
-        rigs = self.load_rigs(town)
-        if self.rig not in rigs:
-            known = ", ".join(sorted(rigs)) or "none"
-            raise ConfigError(f"rig {self.rig!r} is not in {town.rigs_json} (rigs: {known})")
-        self.prefix = rig_prefixes(town, rigs)[self.rig]
-        try:
+        with setup_errors():
+            town = self.open_town()
+            rigs = self.load_rigs(town)
+            if self.rig not in rigs:
+                known = ", ".join(sorted(rigs)) or "none"
+                raise ConfigError(f"rig {self.rig!r} is not in {town.rigs_json} "
+                                  f"(rigs: {known})")
+            self.prefix = rig_prefixes(town, rigs)[self.rig]
             self.agent(self.role, self.rig, town=town)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         self.take_town(town)
         self.beads = Beads(binary=self.settings.bd_bin, cwd=town.root,
                            timeout=self.settings.bd_timeout)
         self._gate = RigGate(town, self.beads, self.rig, self.prefix)
-        self.setup_rig(town)
+        with setup_errors():
+            self.setup_rig(town)
         return f"keeping {self.identity.session} for rig {self.rig} of {town.root}"
 
     def setup_rig(self, town: Town) -> None:

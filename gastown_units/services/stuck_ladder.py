@@ -33,7 +33,7 @@ class Entry:
             return None
         try:
             return cls(int(data["step"]), float(data["activity"]), float(data["at"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
 
 

@@ -54,13 +54,17 @@ class Witness(RigService):
         self.slinger = Sling(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout, env=sender)
         self.state_file = state_path(town, f"witness-{self.rig}")
         self.state = load_state(self.state_file)
-        self.state.setdefault("ladder", {})
+        for key in ("ladder", "dirty_notified"):  # a wrong type: that part starts afresh
+            if not isinstance(self.state.get(key), dict):
+                self.state[key] = {}
+        self.state["dirty_notified"] = {
+            k: v for k, v in self.state["dirty_notified"].items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
         self.state.pop("spawned", None)  # before 2026-12: bd ready is the truth now
         self.book = load_book(self.state.get("slings"))
         self.sling: tuple[str, runner.Background, float] | None = None
         self.last_sling = float("-inf")
         self.rig_database = rig_database(town, self.rig, self.prefix)
-        self.state.setdefault("dirty_notified", {})
         self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
                                          renotify=s.ladder_interval,
                                          max_age=s.lifecycle_max_age,

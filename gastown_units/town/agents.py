@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gastown_units.town.identity import Identity, Role
-from gastown_units.town.jsonfile import read_json
+from gastown_units.town.jsonfile import DamagedFile, read_json_object
 from gastown_units.town.layout import Town
 
 SHELLS = frozenset({"bash", "zsh", "sh", "fish", "tcsh", "ksh", "dash"})
@@ -80,37 +80,45 @@ def resolve_agent(town: Town, role: Role, rig: str | None, override: str | None
                   ) -> AgentProgram:
     """The agent for ``role``: the override, else rig/town settings, else ``claude``.
 
-    Raises ValueError for an unusable override or settings file.
+    Raises ValueError (DamagedFile naming the file for a settings file) when the agent
+    cannot be resolved: a damaged file never falls back to a default runtime, whose
+    liveness rule would make the running agent look like a zombie.
     """
     if override:
         argv = tuple(shlex.split(override))
         if not argv:
             raise ValueError("GT_AGENT_COMMAND is empty")
         return AgentProgram("override", argv)
-    rig_settings = _settings(town.rig_settings(rig)) if rig else {}
-    town_settings = _settings(town.town_settings)
+    town_path = town.town_settings
+    town_settings = _settings(town_path)
+    rig_path = town.rig_settings(rig) if rig else town_path
+    rig_settings = _settings(rig_path) if rig else {}
+    runtime = rig_settings.get("runtime")  # legacy: a name, or a runtime object (not ours)
     name = (
-        _lookup(rig_settings, "role_agents", str(role))
-        or _lookup(town_settings, "role_agents", str(role))
-        or _str(rig_settings.get("runtime"))
-        or _str(rig_settings.get("agent"))
-        or _str(town_settings.get("default_agent"))
+        _lookup(rig_settings, rig_path, "role_agents", str(role))
+        or _lookup(town_settings, town_path, "role_agents", str(role))
+        or _str(runtime)
+        or _field(rig_settings, rig_path, "agent")
+        or _field(town_settings, town_path, "default_agent")
         or "claude"
     )
-    custom = _lookup_obj(rig_settings, "agents", name) or _lookup_obj(town_settings, "agents", name)
-    if custom:
+    custom, where = _lookup_obj(rig_settings, rig_path, name), rig_path
+    if custom is None:
+        custom, where = _lookup_obj(town_settings, town_path, name), town_path
+    if custom is not None:
         command = _str(custom.get("command"))
         if not command:
-            raise ValueError(f"agent {name!r} in settings has no command")
+            raise DamagedFile(where, f"agent {name!r} has no command")
         args = custom.get("args") or []
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise ValueError(f"agent {name!r} in settings: args must be a list of strings")
+            raise DamagedFile(where, f"agent {name!r}: args must be a list of strings")
         prompt, delay = _readiness(custom, name)
         return AgentProgram(name, (command, *args),
                             takes_prompt=custom.get("prompt_mode") != "none",
                             ready_prompt=prompt, ready_delay=delay)
     if name not in PRESETS:
-        raise ValueError(f"unknown agent {name!r} (not a preset nor in settings 'agents')")
+        shown = f"{rig_path} or {town_path}" if rig else str(town_path)
+        raise ValueError(f"unknown agent {name!r} (not a preset nor in 'agents' of {shown})")
     preset = PRESETS[name]
     argv = (_claude_path(), *preset.argv[1:]) if name == "claude" else preset.argv
     return AgentProgram(name, argv, preset.process_names, preset.takes_prompt,
@@ -134,24 +142,45 @@ def _readiness(custom: Mapping[str, object], name: str) -> tuple[str | None, flo
 
 
 def _settings(path: Path) -> dict[str, object]:
-    data = read_json(path)
-    return data if isinstance(data, dict) else {}
+    """A settings file: ``{}`` when missing; DamagedFile when unreadable or not an object."""
+    return read_json_object(path) or {}
 
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _lookup(settings: Mapping[str, object], table: str, key: str) -> str | None:
+def _field(settings: Mapping[str, object], path: Path, key: str) -> str | None:
+    """A name-valued setting: absent or null is "not set"; anything but a string is damage."""
+    value = settings.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise DamagedFile(path, f"{key!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _table(settings: Mapping[str, object], path: Path, table: str) -> dict[str, object]:
     entries = settings.get(table)
-    return _str(entries.get(key)) if isinstance(entries, dict) else None
+    if entries is None:
+        return {}
+    if not isinstance(entries, dict):
+        raise DamagedFile(path, f"{table!r} must be an object, not {type(entries).__name__}")
+    return entries
 
 
-def _lookup_obj(settings: Mapping[str, object], table: str, key: str
+def _lookup(settings: Mapping[str, object], path: Path, table: str, key: str) -> str | None:
+    return _field(_table(settings, path, table), path, key)
+
+
+def _lookup_obj(settings: Mapping[str, object], path: Path, key: str
                 ) -> dict[str, object] | None:
-    entries = settings.get(table)
-    entry = entries.get(key) if isinstance(entries, dict) else None
-    return entry if isinstance(entry, dict) else None
+    entry = _table(settings, path, "agents").get(key)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise DamagedFile(path, f"agents.{key} must be an object, not {type(entry).__name__}")
+    return entry
 
 
 # --- startup prompts -------------------------------------------------------------------

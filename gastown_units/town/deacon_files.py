@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gastown_units.town.jsonfile import format_time, parse_time, read_json, write_json_atomic
+from gastown_units.town.jsonfile import format_time, parse_time, read_json_object, write_json_atomic
 from gastown_units.town.layout import Town
 
 
@@ -16,6 +16,7 @@ class Heartbeat:
     timestamp: datetime | None
     cycle: int = 0
     last_action: str = ""
+    problem: str = ""  # why the file could not be read (shown in the status line)
 
     def age(self, now: datetime) -> float | None:
         """Seconds since the last beat; None if there is no usable heartbeat."""
@@ -25,19 +26,22 @@ class Heartbeat:
 
 
 def read_heartbeat(town: Town) -> Heartbeat:
-    """Missing or malformed file reads as "no heartbeat", as in Gas Town."""
+    """Missing or malformed file reads as "no heartbeat", as in Gas Town: the check is
+    skipped (no nudge, no kill), and ``problem`` says why for the status line."""
     try:
-        data = read_json(town.heartbeat)
-    except (ValueError, OSError):
-        return Heartbeat(None)
-    if not isinstance(data, dict):
+        data = read_json_object(town.heartbeat)
+    except ValueError as exc:
+        return Heartbeat(None, problem=str(exc))
+    if data is None:
         return Heartbeat(None)
     cycle = data.get("cycle")
     action = data.get("last_action")
+    stamp = parse_time(data.get("timestamp"))
     return Heartbeat(
-        parse_time(data.get("timestamp")),
-        cycle if isinstance(cycle, int) else 0,
+        stamp,
+        cycle if isinstance(cycle, int) and not isinstance(cycle, bool) else 0,
         action if isinstance(action, str) else "",
+        "" if stamp else f"{town.heartbeat}: no usable 'timestamp'",
     )
 
 

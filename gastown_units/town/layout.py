@@ -51,7 +51,10 @@ class Town:
                     "set GT_TOWN_ROOT (e.g. in /etc/gastown/gastown.conf) or pass --town"
                 )
             root = found
-        root = root.expanduser()
+        try:
+            root = root.expanduser()
+        except RuntimeError as exc:  # ~nosuchuser
+            raise TownError(f"town root {root}: {exc}") from None
         if not root.is_dir():
             raise TownError(f"town root {root} does not exist")
         if not (root / TOWN_MARKER).is_file():

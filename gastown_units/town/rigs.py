@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gastown_units.town.jsonfile import read_json
+from gastown_units.town.jsonfile import (
+    DamagedFile,
+    parse_json,
+    read_json,
+    read_json_object,
+    read_text,
+)
 from gastown_units.town.layout import Town
 from gastown_units.town.names import valid_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "gt"
 
@@ -25,16 +33,16 @@ def load_rigs(town: Town) -> dict[str, Rig]:
     A missing file means no rigs (as in Gas Town). Names that are unsafe for tmux and paths
     are rejected here, once, so that no later code sees them.
     """
-    data = read_json(town.rigs_json)
+    data = read_json_object(town.rigs_json)
     if data is None:
         return {}
-    rigs = data.get("rigs") if isinstance(data, dict) else None
+    rigs = data.get("rigs")
     if not isinstance(rigs, dict):
-        raise ValueError(f"{town.rigs_json}: no 'rigs' object")
+        raise DamagedFile(town.rigs_json, "no 'rigs' object")
     result: dict[str, Rig] = {}
     for name, entry in rigs.items():
-        if not valid_name(name):
-            raise ValueError(f"{town.rigs_json}: invalid rig name {name!r}")
+        if not valid_name(name) or name.startswith("-") or "\n" in name:
+            raise DamagedFile(town.rigs_json, f"invalid rig name {name!r}")
         result[name] = Rig(name, _rig_json_prefix(entry))
     return result
 
@@ -63,26 +71,46 @@ class Route:
 
 def read_routes(town: Town) -> list[Route]:
     """Every well-formed route in file order; blank, ``#`` and malformed lines skipped
-    (beads.md §7.6). A missing file means no routes."""
-    try:
-        lines = town.routes.read_text(encoding="utf-8", errors="replace").splitlines()
-    except (FileNotFoundError, NotADirectoryError):
+    (beads.md §7.6). A missing file means no routes; DamagedFile when it exists but
+    cannot be read at all (a directory, a dangling symlink)."""
+    text = read_text(town.routes, shown_only=True)  # a bad byte spoils its line only
+    if text is None:
         return []
     routes: list[Route] = []
-    for line in lines:
+    bad = 0
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        try:
-            route = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        if not isinstance(route, dict):
-            continue
-        prefix, path = route.get("prefix"), route.get("path")
-        if isinstance(prefix, str) and isinstance(path, str) and prefix and path.strip():
-            routes.append(Route(prefix.removesuffix("-"), path.strip()))
+        route = _route(line)
+        if route is None:
+            bad += 1
+        else:
+            routes.append(route)
+    if bad and (str(town.routes), bad, len(routes)) not in _warned_routes:
+        _warned_routes.add((str(town.routes), bad, len(routes)))
+        log.warning("%s: %d malformed line(s) skipped (beads routed there are not found)",
+                    town.routes, bad)
     return routes
+
+
+_warned_routes: set[tuple[str, int, int]] = set()
+
+
+def _route(line: str) -> Route | None:
+    """One route line, or None when it is malformed (bad bytes, not JSON, wrong types)."""
+    if "\ufffd" in line:
+        return None
+    try:
+        route = parse_json(line)
+    except ValueError:
+        return None
+    if not isinstance(route, dict):
+        return None
+    prefix, path = route.get("prefix"), route.get("path")
+    if isinstance(prefix, str) and isinstance(path, str) and prefix and path.strip():
+        return Route(prefix.removesuffix("-"), path.strip())
+    return None
 
 
 def route_prefixes(town: Town) -> dict[str, str]:
@@ -124,10 +152,12 @@ def rig_prefixes(town: Town, rigs: dict[str, Rig]) -> dict[str, str]:
 
 
 def default_branch(town: Town, rig: str) -> str:
-    """``default_branch`` of ``<rig>/config.json``; ``main`` when missing or unreadable."""
+    """``default_branch`` of ``<rig>/config.json``; ``main`` when missing or unreadable
+    (pre-sync is best effort, and a wrong branch only makes its pull fail)."""
     try:
         data = read_json(town.rig_dir(rig) / "config.json")
-    except (ValueError, OSError):
+    except ValueError as exc:
+        log.warning("%s; pre-sync uses branch main", exc)
         return "main"
     branch = data.get("default_branch") if isinstance(data, dict) else None
     return branch if isinstance(branch, str) and branch.strip() else "main"

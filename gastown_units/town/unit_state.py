@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gastown_units.town.jsonfile import read_json_or_set_aside, write_json_atomic
+from gastown_units.town.jsonfile import read_state_object, write_json_atomic
 from gastown_units.town.layout import Town
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,7 @@ def state_path(town: Town, name: str) -> Path:
 
 def load_state(path: Path) -> dict[str, Any]:
     """The saved state, or ``{}`` (a corrupt file is logged and set aside, not fatal)."""
-    data = read_json_or_set_aside(path)
-    return data if isinstance(data, dict) else {}
+    return read_state_object(path)
 
 
 def save_state(path: Path, data: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gastown_units.town.jsonfile import read_json
+from gastown_units.town.jsonfile import DamagedFile, read_json_object
 from gastown_units.town.layout import Town
 
 
@@ -35,15 +35,14 @@ class WispConfig:
 
 
 def read_wisp_config(town: Town, rig: str) -> WispConfig:
-    """The rig's wisp config; ValueError when the file exists but is malformed."""
+    """The rig's wisp config; DamagedFile (a ValueError) when it exists but is malformed."""
     path = town.wisp_config(rig)
-    data = read_json(path)
+    data = read_json_object(path)
     if data is None:
         return WispConfig(exists=False)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a JSON object")
     values = data.get("values") or {}
     blocked = data.get("blocked") or []
-    if not isinstance(values, dict) or not isinstance(blocked, list):
-        raise ValueError(f"{path}: 'values' must be an object and 'blocked' a list")
-    return WispConfig(dict(values), frozenset(str(b) for b in blocked))
+    if not isinstance(values, dict) or not isinstance(blocked, list) \
+            or not all(isinstance(b, str) for b in blocked):
+        raise DamagedFile(path, "'values' must be an object and 'blocked' a list of strings")
+    return WispConfig(dict(values), frozenset(blocked))
