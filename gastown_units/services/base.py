@@ -56,6 +56,7 @@ class TownService:
         self._keeper: SessionKeeper | None = None
         self._actor: AgentActor | None = None
         self._lock: TownLock | None = None
+        self._patrol_damage = ""  # the last damage of mayor/daemon.json logged
 
     @property
     def town(self) -> Town:
@@ -79,11 +80,6 @@ class TownService:
     def open_town(self) -> Town:
         """Open and check the town, the patrol toggles and tmux; ConfigError if unusable."""
         town = Town.open(self.settings.town_root)
-        try:
-            if self.patrol:
-                patrol_enabled(town, self.patrol)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         try:
             self.tmux.version()
         except ToolMissing as exc:
@@ -120,20 +116,28 @@ class TownService:
     def paused(self, ctx: Context | None = None) -> str | None:
         """Why this pass must not act (``gt down``, patrol switched off), or None.
 
-        An unreadable ``mayor/daemon.json`` means "unknown whether to act": nothing is done,
-        and the status line, the journal and ``--once``'s exit code say so every pass.
+        A damaged ``mayor/daemon.json`` reads as Gas Town reads a missing one: every patrol
+        on (§6.9), so a killed Deacon still comes back; the damage is in the status line
+        and ``--once``'s exit code every pass, and in the journal once per new damage.
         """
         if shutdown_in_progress(self.town.shutdown_lock):
             return SHUTTING_DOWN
         if self.patrol:
             try:
-                if not patrol_enabled(self.town, self.patrol):
-                    return f"{self.patrol} patrol disabled in mayor/daemon.json: not acting"
+                enabled = patrol_enabled(self.town, self.patrol)
             except ValueError as exc:
-                log.error("not acting this pass (repair the file): %s", exc)
+                if str(exc) != self._patrol_damage:
+                    log.error("patrol toggles unreadable, acting as if enabled (Gas Town's "
+                              "default; repair the file): %s", exc)
+                    self._patrol_damage = str(exc)
                 if ctx is not None:
-                    ctx.failed(str(exc))
-                return f"damaged file, not acting: {exc}"
+                    ctx.failed(f"damaged, read as all patrols on: {exc}")
+                return None
+            if self._patrol_damage:
+                log.info("%s is readable again", self.town.daemon_json)
+                self._patrol_damage = ""
+            if not enabled:
+                return f"{self.patrol} patrol disabled in mayor/daemon.json: not acting"
         return None
 
     def prelude(self, ctx: Context, role: Role, rig: str | None = None

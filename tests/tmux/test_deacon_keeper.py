@@ -155,6 +155,17 @@ def test_disabled_patrol_starts_nothing(town: Path, tmux_server: PrivateTmux) ->
     assert tmux_server.sessions() == set()
 
 
+def test_a_damaged_daemon_json_does_not_leave_a_killed_deacon_dead(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    """Gas Town reads a missing or unparseable daemon.json as "every patrol on" (§6.9): the
+    Deacon is kept, and the damage is named every pass (exit 1 with --once)."""
+    (town / "mayor" / "daemon.json").write_bytes(b'{"patrols": {"deacon": ')
+    result = keeper.run_once("deacon-keeper", town, tmux_server.socket, *DEGRADED)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "daemon.json" in result.stderr and "acting as if enabled" in result.stderr
+    assert "hq-deacon" in tmux_server.sessions()
+
+
 def test_gt_down_shutdown_lock_pauses_the_keeper(town: Path, tmux_server: PrivateTmux) -> None:
     path = town / "daemon" / "shutdown.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
