@@ -12,7 +12,7 @@ places it after ``--`` where the tool ends its options there. A value that fails
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gastown_units.errors import BadInput
 from gastown_units.town.names import check_name
@@ -138,3 +138,25 @@ def checked_ref(value: str, what: str = "branch") -> str:
     if problem:
         raise BadInput(f"invalid {what} {_shown(value)}: {problem}")
     return value
+
+
+def is_bead_id(value: str) -> bool:
+    """Whether ``value`` may be passed to ``bd`` as a bead ID (see :func:`checked_bead_id`)."""
+    try:
+        checked_bead_id(value)
+    except BadInput:
+        return False
+    return True
+
+
+def usable_prefixes(prefixes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Split rig → prefix into the usable ones and, for the others, why not: a rig whose
+    prefix could become a ``bd`` option is left out (and said so), never the whole town."""
+    usable: dict[str, str] = {}
+    unusable: dict[str, str] = {}
+    for rig, prefix in prefixes.items():
+        try:
+            usable[rig] = checked_prefix(prefix)
+        except BadInput as exc:
+            unusable[rig] = f"rig {rig}: {exc} (from .beads/routes.jsonl or mayor/rigs.json)"
+    return usable, unusable

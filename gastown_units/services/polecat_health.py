@@ -22,6 +22,7 @@ from typing import Any
 
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
+from gastown_units.ports.argv import is_bead_id, usable_prefixes
 from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
@@ -95,7 +96,9 @@ class PolecatHealth(TownService):
         with setup_errors():
             town = self.open_town()
             self.rigs = self.load_rigs(town)
-            self.prefixes = rig_prefixes(town, self.rigs)
+            self.prefixes, self.unusable = usable_prefixes(rig_prefixes(town, self.rigs))
+            for rig, why in sorted(self.unusable.items()):
+                log.error("rig %s is not swept: %s", rig, why)
             self.agent(Role.POLECAT, None, town=town)
         self.take_town(town)
         s = self.settings
@@ -146,6 +149,9 @@ class PolecatHealth(TownService):
         self.tracker.load()
         state = SweepState.from_json(load_state(self.state_file))
         report = Sweep()
+        for rig, why in sorted(self.unusable.items()):  # said every sweep until repaired
+            report.notes.append(f"rig {rig} not swept: {why}")
+            ctx.failed(why)
         try:
             facts = self._gather(snap, agents, rig_beads, report, ctx)
             if facts is None:
@@ -201,8 +207,11 @@ class PolecatHealth(TownService):
             fresh = self.tmux.snapshot()  # a fresh look now that their locks are ours
         hooked: dict[str, dict[str, Any]] = {}
         if dead:
+            # A hook that is no bead ID names no bead: it reads as missing (a STALE_HOOK
+            # report, no restart) instead of failing every other polecat's lookup.
+            asked = [bead.hook_bead for _, bead in dead if is_bead_id(bead.hook_bead)]
             try:
-                hooked = self.beads.show_many([bead.hook_bead for _, bead in dead])
+                hooked = self.beads.show_many(asked)
             except ToolError as exc:
                 log.warning("bd failed reading hooked beads, nothing restarted: %s", exc)
                 ctx.failed(str(exc))
