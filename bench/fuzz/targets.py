@@ -258,7 +258,7 @@ def _polecats(entries: Any, ws: Workspace) -> None:
     base = ws.town.root / "gastown" / "polecats"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    for name, (kind, content) in entries:
+    for name, (kind, content) in dict(entries).items():  # one entry per directory name
         try:
             tree = base / name
             tree.mkdir(exist_ok=True)
@@ -675,26 +675,39 @@ def _label_gate(bead: Any, ws: Workspace) -> None:
 
 # --- configuration ---------------------------------------------------------------------------
 
+def _knob_value(g: Gen) -> str:
+    return g.pick(("30", "5m", "1h", "250ms", "0", "-1", "true", "off", "4", "", "nan",
+                   "NaNs", "inf", "1e999", "~", "~root/x", "~nosuchuser-fuzz/x", "²", "²s",
+                   "1.5.5s", " 7 ")) if g.chance(0.4) else g.text()
+
+
 def _environ(g: Gen) -> dict[str, str]:
     from gastown_units.config import KNOBS
     env = {}
     for knob in KNOBS:
         if g.chance(0.15):
-            value = g.pick(("30", "5m", "1h", "250ms", "0", "-1", "true", "off", "4", "")) \
-                if g.chance(0.4) else g.text()
+            value = _knob_value(g)
             env[knob.env] = value.replace("\x00", "") if g.chance(0.9) else value
     return env
 
 
 @target("config.Settings.load", PURE, _environ, (),
-        "defaults, then the environment; ConfigError names the bad variable")
+        "defaults, then the environment; ConfigError names the bad variable (a NaN duration "
+        "counts as accepted garbage: InvariantViolation)")
 def _settings(env: Any, ws: Workspace) -> None:
+    import dataclasses
+    import math
+
     from gastown_units.config import Settings
-    Settings.load(env)
+    settings = Settings.load(env)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and math.isnan(value):
+            raise InvariantViolation(f"{f.name} loaded as NaN (from {env!r})")
 
 
 @target("config.Knob.parse (the CLI's option parsers)", PURE,
-        lambda g: {"knob": g.rng.randrange(1000), "text": g.text()}, (ValueError,),
+        lambda g: {"knob": g.rng.randrange(1000), "text": _knob_value(g)}, (ValueError,),
         "each knob's parser: a value, or ValueError (the CLI turns it into BadParameter)")
 def _knob(inp: Any, ws: Workspace) -> None:
     from gastown_units.config import KNOBS
