@@ -11,7 +11,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from bench.fuzz import services, tools  # noqa: F401 - they register their entry points
 from bench.fuzz.gen import Gen
 from bench.fuzz.targets import PORT, PURE, REGISTRY, SERVICE, Target, Workspace
+from tests.harness.tmux_server import PrivateTmux
 
 PURE_TIMEOUT = 20.0  # seconds one input of a pure entry point or port may take
 SAVES_PER_SIGNATURE = 3  # failing inputs saved per distinct crash and chunk
@@ -214,8 +214,7 @@ def fuzz(targets: Iterable[Target], counts: dict[str, int], *, seed: int, worker
                 town.stop()
         sockets = Path(scratch) / "tmux-sockets"
         for socket in sockets.iterdir() if sockets.is_dir() else ():
-            subprocess.run(["tmux", "-L", socket.name, "kill-server"], capture_output=True,
-                           check=False, timeout=10)
+            PrivateTmux(socket=socket.name).stop()  # kill-server, socket file removed
         shutil.rmtree(scratch, ignore_errors=True)
     return results
 
