@@ -35,7 +35,10 @@ def parse_inbox(stdout: str) -> list[Message]:
     text = stdout.strip()
     if not text:
         return []
-    data: Any = json.loads(text)
+    try:
+        data: Any = json.loads(text)
+    except RecursionError:
+        raise ValueError("inbox JSON nested too deeply") from None
     if data is None:
         return []
     if not isinstance(data, list):

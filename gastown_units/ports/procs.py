@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
-    """``pid`` and its descendants, deepest first; empty if ``pid`` is gone."""
+    """``pid`` and its descendants, deepest first; empty if ``pid`` is gone (or is no PID)."""
+    if pid <= 0:
+        return []
     try:
         root = psutil.Process(pid)
         children = root.children(recursive=True)
@@ -56,6 +58,8 @@ def kill_tree(pid: int, *, grace: float = 2.0,
 
 def child_names(pid: int) -> list[str]:
     """Names of the direct children of ``pid`` (to see an agent behind a shell)."""
+    if pid <= 0:
+        return []
     try:
         return [_name(c) for c in psutil.Process(pid).children()]
     except psutil.NoSuchProcess:

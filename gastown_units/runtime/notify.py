@@ -29,7 +29,7 @@ def watchdog_period(environ: dict[str, str] | None = None, pid: int | None = Non
     env = os.environ if environ is None else environ
     usec = env.get("WATCHDOG_USEC", "")
     owner = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdigit()) or len(usec) > 15 or int(usec) == 0:
         return None
     if owner and owner != str(os.getpid() if pid is None else pid):
         return None

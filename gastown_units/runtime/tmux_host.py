@@ -73,7 +73,9 @@ def parse_server_pid(stdout: str) -> int | None:
     (4242, None, None)
     """
     text = stdout.strip()
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    return int(text) if int(text) > 0 else None
 
 
 def adopted_message(pid: int, socket: str | None) -> str:

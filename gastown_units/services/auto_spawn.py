@@ -9,6 +9,7 @@ never starves the rest of the rig.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +36,14 @@ class Attempt:
         if not isinstance(raw, dict):
             return None
         failures, last, ok = raw.get("failures"), raw.get("last"), raw.get("ok")
-        if (isinstance(failures, int) and not isinstance(failures, bool) and failures >= 0
-                and isinstance(last, (int, float)) and not isinstance(last, bool)
-                and isinstance(ok, bool)):
-            return cls(failures, float(last), ok)
+        if (isinstance(failures, int) and not isinstance(failures, bool)
+                and 0 <= failures <= 1000 and isinstance(last, (int, float))
+                and not isinstance(last, bool) and isinstance(ok, bool)):
+            try:
+                when = float(last)
+            except OverflowError:
+                return None
+            return cls(failures, when, ok) if math.isfinite(when) else None
         return None
 
 
@@ -82,8 +87,8 @@ def candidates(ready: Iterable[Mapping[str, Any]], book: Mapping[str, Attempt], 
         iid = issue.get("id")
         if not isinstance(iid, str) or not iid or iid in todo:
             continue
-        labels = issue.get("labels")
-        if issue.get("issue_type") in SKIP_TYPES or issue.get("issue_type") == "agent":
+        labels, kind = issue.get("labels"), issue.get("issue_type", "task")
+        if not isinstance(kind, str) or kind in SKIP_TYPES or kind == "agent":
             continue
         if isinstance(labels, list) and AGENT_LABEL in labels:
             continue

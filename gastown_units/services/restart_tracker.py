@@ -45,7 +45,11 @@ class Policy:
 
 
 def _ts(value: float | None) -> str:
-    return format_time(datetime.fromtimestamp(value, UTC) if value is not None else None)
+    """The time for the file; a value no calendar can hold is written as unknown."""
+    try:
+        return format_time(datetime.fromtimestamp(value, UTC) if value is not None else None)
+    except (OverflowError, OSError, ValueError):
+        return format_time(None)
 
 
 def _epoch(value: object) -> float | None:

@@ -145,8 +145,11 @@ def in_town(session_path: str, town_root: Path) -> bool:
     """
     if not session_path:
         return True
-    roots = {town_root, Path(os.path.realpath(town_root))}
-    paths = {Path(session_path), Path(os.path.realpath(session_path))}
+    try:
+        roots = {town_root, Path(os.path.realpath(town_root))}
+        paths = {Path(session_path), Path(os.path.realpath(session_path))}
+    except (ValueError, UnicodeError, OSError):  # NUL, lone surrogates: unknown, so yes
+        return True
     return any(p == r or r in p.parents for p in paths for r in roots)
 
 

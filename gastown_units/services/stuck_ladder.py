@@ -7,6 +7,7 @@ is taken at most every ``interval`` seconds, and any new activity resets the lad
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -32,9 +33,11 @@ class Entry:
         if not isinstance(data, dict):
             return None
         try:
-            return cls(int(data["step"]), float(data["activity"]), float(data["at"]))
+            entry = cls(int(data["step"]), float(data["activity"]), float(data["at"]))
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        valid = Step.NUDGE.value <= entry.step <= Step.WAIT.value
+        return entry if valid and math.isfinite(entry.activity + entry.at) else None
 
 
 def next_step(entry: Entry | None, activity: float, now: float, *, threshold: float,

@@ -53,7 +53,10 @@ class ShutdownMark:
         return True
 
     def describe(self) -> str:
-        when = format_time(datetime.fromtimestamp(self.at, UTC))
+        try:
+            when = format_time(datetime.fromtimestamp(self.at, UTC))
+        except (OverflowError, OSError, ValueError):  # an unreadable marker has no time
+            when = "an unknown time"
         by = f" by {self.by}" if self.by else ""
         return f"shut down on request{by} at {when}"
 
