@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -70,10 +71,19 @@ class SweepState:
             items = value.items() if isinstance(value, dict) else ()
             return {str(k): v for k, v in items if isinstance(v, str)}
 
+        def when(value: Any) -> float | None:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return None
+            try:
+                seconds = float(value)
+            except OverflowError:
+                return None
+            return seconds if math.isfinite(seconds) else None
+
         raw = data.get("deaths")
-        deaths = [(float(d[0]), d[1]) for d in (raw if isinstance(raw, list) else [])
-                  if isinstance(d, list) and len(d) == 2 and isinstance(d[0], int | float)
-                  and not isinstance(d[0], bool) and isinstance(d[1], str)]
+        deaths = [(t, d[1]) for d in (raw if isinstance(raw, list) else [])
+                  if isinstance(d, list) and len(d) == 2 and isinstance(d[1], str)
+                  and (t := when(d[0])) is not None]
         return cls(strings(data.get("incidents")), strings(data.get("dead")), deaths)
 
     def to_json(self) -> dict[str, Any]:
