@@ -118,7 +118,8 @@ def _workspace(scratch: Path) -> Workspace:
 def run_chunk(name: str, seed: int, start: int, stop: int, scratch: str, out: str | None
               ) -> Result:
     """Inputs ``start`` … ``stop - 1`` of one entry point (in this process)."""
-    logging.disable(logging.CRITICAL)
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)  # restored below: the unit ring runs in this process
     t = REGISTRY[name]
     ws = _workspace(Path(scratch))
     result = Result(name)
@@ -158,6 +159,7 @@ def run_chunk(name: str, seed: int, start: int, stop: int, scratch: str, out: st
     finally:
         if old is not None:
             signal.signal(signal.SIGALRM, old)
+        logging.disable(previous)
     result.seconds = time.monotonic() - began
     return result
 
