@@ -3,7 +3,8 @@ service's setup and pass, driven with seeded generated inputs (random bytes, ran
 mutations of the contracts' examples, hostile strings).
 
     /usr/bin/python3 bench/fuzz --count 300
-    /usr/bin/python3 bench/fuzz --count 10000 --workers 2 [--service-count 100]
+    /usr/bin/python3 bench/fuzz --count 10000 --workers 2   # about an hour on 2 cores
+    /usr/bin/python3 bench/fuzz --kinds service --service-count 300
     /usr/bin/python3 bench/fuzz --list            # entry points and their contracts
     /usr/bin/python3 bench/fuzz --seed S --only parse_inbox
     /usr/bin/python3 bench/fuzz --replay /tmp/gtu-fuzz-crashes-S/<entry>/<seed>-<i>.pickle

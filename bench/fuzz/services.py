@@ -4,9 +4,13 @@ files) with one to three of its files replaced by generated ones, and now and th
 ``bd``/``gt`` answer replaced by generated output. Stand-in bd/gt/agent, a private tmux
 server per worker (``tmux -L``), never the default one.
 
-A crash: a Python traceback on the service's stderr (a line starting ``Traceback``; a
-stand-in's own failure only shows up as one logged line), an exit status other than 0, 1
-or 78, or no exit within the timeout.
+By default the service runs in the worker's process (:mod:`bench.fuzz.inprocess`: the
+stand-ins are called as functions, fixed pauses are shortened), about 0.1 s an input;
+``GTU_FUZZ_SERVICE_PROCESS=1`` runs each input as ``python -m gastown_units`` instead
+(about 1 s an input), for a check that nothing differs.
+
+A crash: a traceback (on stderr, or a logged bug), an exit status other than 0, 1 or 78,
+or no exit within the timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from bench.fuzz.targets import SERVICE, Workspace, target
 from bench.fuzz.tools import _rc, _stderr
 
 TIMEOUT = 90.0
+# In process (fast: stand-ins called as functions) unless GTU_FUZZ_SERVICE_PROCESS=1.
+IN_PROCESS = os.environ.get("GTU_FUZZ_SERVICE_PROCESS", "") != "1"
 OK_CODES = (0, 1, 78)
 
 # Town files a service reads, and what a realistic one looks like.
@@ -121,7 +127,8 @@ class ServiceTown:
         from tests.harness.tmux_server import PrivateTmux
         self.ws = ws
         self.base = ws.root / "service-base"
-        self.run_dir = ws.root / "service-run"
+        self.run_dir = ws.root / "service-run-0"
+        self._runs = 0
         self.server = PrivateTmux(socket=f"gtu-fuzz-{os.getpid()}-{os.urandom(4).hex()}")
         sockets = ws.root.parent / "tmux-sockets"
         sockets.mkdir(exist_ok=True)
@@ -151,7 +158,12 @@ class ServiceTown:
             json.dumps({"values": {}, "blocked": []}), encoding="utf-8")
 
     def prepare(self, inp: dict[str, Any]) -> Path:
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.server.stop()  # first: the last input's agents must not write into the copy
+        # A fresh directory per input: an agent still ending may write into the last one.
+        for old in self.ws.root.glob("service-run-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        self._runs += 1
+        self.run_dir = self.ws.root / f"service-run-{self._runs}"
         shutil.copytree(self.base, self.run_dir, symlinks=True)
         for rel, data in inp["files"].items():
             path = self.run_dir / rel
@@ -184,16 +196,33 @@ class ServiceTown:
         return [f"--{fault['tool']}-bin", str(tool)]
 
     def run(self, service: str, inp: dict[str, Any]) -> None:
-        from tests.harness import keeper
         town = self.prepare(inp)
-        args = ["--start-timeout", "5", "--event-file", str(self.ws.root / "events"),
-                *self.tools(inp)]
+        args = ["--start-timeout", "5", "--event-file", str(self.ws.root / "events")]
         if service in ("witness", "refinery"):
             args += ["--rig", "gastown"]
         if service == "deacon-keeper":
             args += ["--degraded", "true" if inp["degraded"] else "false"]
-        self.server.stop()
         self.server.start()
+        if IN_PROCESS:
+            self._run_in_process(service, town, args, inp["fault"])
+        else:
+            self._run_as_process(service, town, [*args, *self.tools(inp)])
+
+    def _run_in_process(self, service: str, town: Path, args: list[str],
+                        fault: dict[str, Any] | None) -> None:
+        import sys
+
+        from bench.fuzz import inprocess
+        from tests.harness.town import AGENT, STANDINS
+        standins = {"bd": STANDINS / "bd", "gt": STANDINS / "gt"}
+        argv = ["run", service, "--once", "--town", str(town), "--tmux-socket",
+                self.server.socket, "--agent-command", f"{sys.executable} {AGENT}",
+                "--kill-grace", "1", "--bd-bin", str(standins["bd"]),
+                "--gt-bin", str(standins["gt"]), *args]
+        inprocess.run_service(argv, standins, fault)
+
+    def _run_as_process(self, service: str, town: Path, args: list[str]) -> None:
+        from tests.harness import keeper
         try:
             result = keeper.run_once(service, town, self.server.socket, *args,
                                      timeout=TIMEOUT)
