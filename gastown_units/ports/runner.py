@@ -71,7 +71,10 @@ class Result:
 
     def error_line(self) -> str:
         """The first useful line of the failure, for logs."""
-        text = (self.stderr or self.stdout).strip().splitlines()
+        text = [line for line in (self.stderr or self.stdout).strip().splitlines()
+                if line.strip()]
+        if text and text[0].startswith("Traceback (most recent call last)"):
+            return f"crashed: {text[-1].strip()}"  # the exception, not the header
         return text[0] if text else f"exit status {self.returncode}"
 
 

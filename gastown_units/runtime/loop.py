@@ -22,6 +22,7 @@ from typing import Protocol
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, EX_OK, ConfigError, GastownError
 from gastown_units.runtime.notify import Notifier
 from gastown_units.runtime.wake import EventWatch
+from gastown_units.town.jsonfile import take_damage
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,21 @@ def with_failures(status: str, failures: list[str]) -> str:
     return f"{status}; {len(failures)} failure(s), first: {failures[0]}"
 
 
+def with_damage(status: str, damage: dict[Path, str]) -> str:
+    """The status line, plus the damaged files this pass met (named, until repaired).
+
+    >>> with_damage("ok", {Path("/t/mayor/rigs.json"): "not valid JSON"})
+    'ok; damaged: /t/mayor/rigs.json (not valid JSON)'
+    >>> with_damage("ok", {Path(f"/t/{n}"): "empty file" for n in "abc"})
+    'ok; damaged: /t/a (empty file), /t/b (empty file) and 1 more'
+    """
+    if not damage:
+        return status
+    named = [f"{path} ({why})" for path, why in list(damage.items())[:2]]
+    more = f" and {len(damage) - 2} more" if len(damage) > 2 else ""
+    return f"{status}; damaged: {', '.join(named)}{more}"
+
+
 def run_service(service: Service, *, interval: float, once: bool,
                 notifier: Notifier | None = None, event_file: Path | None = None) -> int:
     """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code.
@@ -163,6 +179,7 @@ def run_service(service: Service, *, interval: float, once: bool,
     events = EventWatch(None if once else event_file)
     ctx = Context(notifier, lambda: signals.stop, once=once)
     try:
+        take_damage()  # what an earlier run in this process met is not this pass's
         try:
             first = service.setup(ctx)
         except ConfigError as exc:
@@ -190,7 +207,7 @@ def run_service(service: Service, *, interval: float, once: bool,
 
                 status = report("pass", exc)
                 ctx.failed(status)
-            notifier.status(with_failures(status, ctx.failures))
+            notifier.status(with_damage(with_failures(status, ctx.failures), take_damage()))
             notifier.ping(force=True)
             if once:
                 return EX_FAILURE if ctx.failures else EX_OK

@@ -32,6 +32,25 @@ class DamagedFile(ValueError):
         super().__init__(f"{path}: {why}")
         self.path = path
         self.why = why
+        note_damage(path, why)
+
+
+# Damage met during the current pass: path -> why. The service loop takes it after each
+# pass and says it in STATUS= (a damaged file blocks something until it is repaired, and a
+# status that reads like a normal pass would hide that).
+_damage_this_pass: dict[Path, str] = {}
+
+
+def note_damage(path: Path, why: str) -> None:
+    """Record that ``path`` was found damaged in this pass (first reason kept)."""
+    _damage_this_pass.setdefault(path, why)
+
+
+def take_damage() -> dict[Path, str]:
+    """The damage met since the last call, and forget it."""
+    found = dict(_damage_this_pass)
+    _damage_this_pass.clear()
+    return found
 
 
 def read_bytes(path: Path, *, limit: int = MAX_FILE_BYTES) -> bytes | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gastown_units.town.jsonfile import (
     DamagedFile,
+    note_damage,
     parse_json,
     read_json,
     read_json_object,
@@ -87,6 +88,8 @@ def read_routes(town: Town) -> list[Route]:
             bad += 1
         else:
             routes.append(route)
+    if bad:
+        note_damage(town.routes, f"{bad} malformed line(s) skipped")
     if bad and (str(town.routes), bad, len(routes)) not in _warned_routes:
         _warned_routes.add((str(town.routes), bad, len(routes)))
         log.warning("%s: %d malformed line(s) skipped (beads routed there are not found)",

@@ -6,15 +6,20 @@ The agents' runtime comes from ``settings/config.json`` (no ``--agent-command``)
 process name that is not Claude's: a damaged file that made a service fall back to the
 default runtime would judge them zombies and kill them. Assertions per run: no traceback,
 exit 0, 1 or 78 (78 with one "configuration error" line), a failing run names the file,
-and every agent's pane PID is unchanged. The agents are started once for the module.
+a run that noticed the damage names the file in its last ``STATUS=`` (its own notify
+socket, as under systemd), and every agent's pane PID is unchanged. The agents are
+started once for the module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,9 +112,30 @@ def argv(service: str, town: Path, socket: str) -> list[str]:
             "--gt-bin", str(STANDINS / "gt"), "--once", *rig, *degraded]
 
 
-def run(service: str, town: Town) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv(service, town.root, town.server.socket), capture_output=True,
-                          text=True, timeout=120, env=service_env())
+@dataclass
+class Run:
+    returncode: int
+    stderr: str
+    statuses: list[str]  # every STATUS= the service sent to its NOTIFY_SOCKET
+
+
+def run(service: str, town: Town) -> Run:
+    """One ``--once`` pass with a notify socket of its own, as under systemd."""
+    with tempfile.TemporaryDirectory(prefix="gtu-notify-") as tmp, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        address = f"{tmp}/notify"
+        sock.bind(address)
+        result = subprocess.run(argv(service, town.root, town.server.socket),
+                                capture_output=True, text=True, timeout=120,
+                                env=service_env({"NOTIFY_SOCKET": address}))
+        sock.setblocking(False)
+        statuses = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                message = sock.recv(65536).decode("utf-8", "replace")
+                statuses += [line.removeprefix("STATUS=") for line in message.splitlines()
+                             if line.startswith("STATUS=")]
+    return Run(result.returncode, result.stderr, statuses)
 
 
 def traceback(stderr: str) -> bool:
@@ -208,6 +234,10 @@ def test_a_damaged_file_costs_no_agent(running: Town, rel: str, kind: str) -> No
             assert "configuration error" in result.stderr, where
         if result.returncode != 0 and rel not in STATE_FILES:
             assert rel in result.stderr or path.name in result.stderr, where
+        # What a damaged town file blocks is said in STATUS=, naming the file (3).
+        if rel not in STATE_FILES and (rel in result.stderr or path.name in result.stderr):
+            last = result.statuses[-1] if result.statuses else ""
+            assert rel in last or path.name in last, f"{where}\nSTATUS={last}"
     assert now == running.pids, f"agents lost with {rel} {kind}: {running.pids} -> {now}"
 
 
