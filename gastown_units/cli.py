@@ -19,8 +19,10 @@ from typing import Any
 import click
 
 from gastown_units import __version__
-from gastown_units.config import KNOBS, Knob, Settings, default_of
+from gastown_units.config import KNOBS, Knob, Settings, default_of, load_with_sources
+from gastown_units.config_files import CONFIG_ENV, DEFAULT_CONFIG
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, ConfigError, GastownError
+from gastown_units.ports.argv import checked_name
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
 from gastown_units.runtime.loop import Service, run_service
@@ -81,8 +83,18 @@ def _parse_with(knob: Knob) -> Callable[[click.Context, click.Parameter, Any], A
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gastown-units")
-def cli() -> None:
-    """Supervise a Gas Town with systemd: one small service per job."""
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              metavar="FILE",
+              help=f"Read FILE instead of {DEFAULT_CONFIG} (and rigs/RIG.conf next to it) "
+                   f"[env {CONFIG_ENV}; empty: no file].")
+def cli(config_path: Path | None) -> None:
+    """Supervise a Gas Town with systemd: one small service per job.
+
+    Every command reads the configuration the units read: /etc/gastown/gastown.conf, then
+    /etc/gastown/rigs/RIG.conf (rig services), then the environment, then flags.
+    """
+    if config_path is not None:
+        os.environ[CONFIG_ENV] = str(config_path)
 
 
 @cli.command()
@@ -103,7 +115,7 @@ def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug
         raise click.UsageError(f"{service} serves the whole town: no --rig")
     identifier = f"gastown-{service}@{rig}" if rig else f"gastown-{service}"
     setup_logging(identifier, role=role, rig=rig, debug=debug)
-    settings = Settings.load(overrides={"town_root": town_root, **knobs})
+    settings = Settings.load(overrides={"town_root": town_root, **knobs}, rig=rig)
     interval = settings.lifecycle_interval if service == "lifecycle-mail" else settings.interval
     code = run_service(_service(service, settings, rig), interval=interval, once=once,
                        event_file=settings.event_file)
@@ -265,13 +277,20 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
 
 
 @cli.command("config")
-def show_config() -> None:
-    """Print every knob: environment variable, effective value and default."""
-    settings = Settings.load()
+@click.option("--rig", default=None, help="Include /etc/gastown/rigs/RIG.conf (a rig's units).")
+def show_config(rig: str | None) -> None:
+    """Print every knob: environment variable, effective value, where it came from, default.
+
+    The sources, later winning: the configuration file, the rig's file, the environment.
+    """
+    if rig is not None:
+        checked_name("rig", rig)
+    settings, sources = load_with_sources(rig=rig)
     for knob in KNOBS:
         value = getattr(settings, knob.field)
         click.echo(f"{knob.env}={'' if value is None else value}"
-                   f"    # default: {default_of(knob.field)}; {knob.help}")
+                   f"    # from {sources[knob.field]}; default: {default_of(knob.field)}; "
+                   f"{knob.help}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gastown_units.config_files import CONFIG_ENV, Layer, Layers, layers
 from gastown_units.errors import ConfigError
 
 #: Longest duration any knob takes: beyond it a value is a typo (``1e308``), and a timer
@@ -237,25 +238,12 @@ class Settings:
 
     @classmethod
     def load(
-        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+        *, rig: str | None = None,
     ) -> Settings:
-        """Defaults, then the environment, then explicit overrides (CLI flags)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for knob in KNOBS:
-            raw = env.get(knob.env)
-            if raw is None:
-                continue
-            try:
-                values[knob.field] = knob.parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{knob.env}: {exc}") from None
-        for name, value in (overrides or {}).items():
-            if value is not None:
-                values[name] = value
-        settings = cls(**values)
-        settings.check()
-        return settings
+        """Defaults, then the configuration files, the environment, then explicit overrides
+        (CLI flags); see :func:`load_with_sources`."""
+        return load_with_sources(environ, overrides, rig=rig)[0]
 
     def check(self) -> None:
         """Reject settings that cannot work together (or were set without a parser)."""
@@ -280,6 +268,44 @@ class Settings:
 
 
 assert {f.name for f in dataclasses.fields(Settings)} == set(KNOB_BY_FIELD), "knob table drift"
+
+
+def load_with_sources(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+    *, rig: str | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """The settings and, per knob field, where its value came from: ``default``, a
+    configuration file's path, ``environment`` or ``flag``.
+
+    With ``environ`` omitted, the process environment and the configuration files the
+    units read (``/etc/gastown/gastown.conf``, ``rigs/<rig>.conf``; ``GT_CONFIG``). With an
+    explicit ``environ`` the files are read only when it names one in ``GT_CONFIG``.
+    """
+    env = os.environ if environ is None else environ
+    if environ is None or CONFIG_ENV in env:
+        sources = layers(env, rig)
+    else:
+        sources = Layers((Layer("environment", dict(env)),))
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for knob in KNOBS:
+        found = sources.lookup(knob.env)
+        if found is None:
+            continue
+        raw, source = found
+        try:
+            values[knob.field] = knob.parse(raw)
+        except ValueError as exc:
+            where = "" if source == "environment" else f" (in {source})"
+            raise ConfigError(f"{knob.env}{where}: {exc}") from None
+        origin[knob.field] = source
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+            origin[name] = "flag"
+    settings = Settings(**values)
+    settings.check()
+    return settings, {k.field: origin.get(k.field, "default") for k in KNOBS}
 
 
 def default_of(field: str) -> Any:

@@ -88,18 +88,22 @@ def parse_panes(text: str) -> Snapshot:
 
 
 class Tmux:
-    """A tmux client bound to one server (``-L socket`` or the user's default)."""
+    """A tmux client bound to one server (``-L socket`` or the user's default; or
+    ``-S socket_path`` for an operator's command run as root on the owner's server)."""
 
     def __init__(self, *, binary: str = "tmux", socket: str | None = None,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, socket_path: Path | None = None) -> None:
         self.binary = binary
         self.socket = socket
         self.timeout = timeout
+        self.socket_path = socket_path
 
     def argv(self, *args: str) -> list[str]:
         """The full argv for a tmux command (pure; used by tests and logs)."""
         base = [self.binary, "-N"]
-        if self.socket:
+        if self.socket_path is not None:
+            base += ["-S", str(self.socket_path)]
+        elif self.socket:
             base += ["-L", self.socket]
         return [*base, *args]
 
@@ -116,6 +120,8 @@ class Tmux:
         return result
 
     def _where(self) -> str:
+        if self.socket_path is not None:
+            return f" at {self.socket_path}"
         return f" on socket {self.socket!r}" if self.socket else " (default socket)"
 
     # --- reads ------------------------------------------------------------------------

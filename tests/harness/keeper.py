@@ -17,6 +17,7 @@ def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
            if k not in ("TMUX", "TMUX_PANE", "NOTIFY_SOCKET", "WATCHDOG_USEC")
            and not k.startswith("GT_")}
     env["PYTHONPATH"] = str(REPO)
+    env["GT_CONFIG"] = ""  # never the host's /etc/gastown/gastown.conf
     env.update(extra or {})
     return env
 
