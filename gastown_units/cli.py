@@ -26,7 +26,7 @@ from gastown_units.ports.argv import checked_name
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
 from gastown_units.runtime.loop import Service, run_service
-from gastown_units.town.identity import IdentityParser
+from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import load_rigs, rig_prefixes
 
@@ -220,22 +220,28 @@ def identity(spelling: str, town_root: Path | None) -> None:
 @cli.command()
 @click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
               help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
-def status(town_root: Path | None) -> None:
-    """Show the town's agents: session, state (running, zombie, missing), PID, command."""
-    from gastown_units.status import collect
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
+def status(town_root: Path | None, as_json: bool) -> None:
+    """Show agents (state by the keepers' rule, PID, uptime, restarts, backoff, held) and
+    units (active/failed, last STATUS=). Exit 0 only when everything expected runs: every
+    supervisor unit active, the Deacon and each operational rig's Witness and Refinery
+    running (or held), no zombie. Works as root and as the town's owner."""
+    import json
+
+    from gastown_units.status import collect, render
 
     settings = Settings.load(overrides={"town_root": town_root})
     try:
-        town, rows, server_up = collect(settings)
+        report = collect(settings)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    click.echo(f"town {town.root}")
-    if not server_up:
-        click.echo("tmux server not running (is gastown-tmux.service started?)")
-    click.echo(f"{'AGENT':28} {'SESSION':28} {'STATE':8} {'PID':>7}  COMMAND")
-    for row in rows:
-        click.echo(f"{row.identity.address:28} {row.identity.session:28} {row.state:8} "
-                   f"{row.pid or '-':>7}  {row.command or '-'}")
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in render(report):
+            click.echo(line)
+    if report.problems:
+        sys.exit(EX_FAILURE)
 
 
 @cli.command("clear-backoff")
@@ -256,6 +262,9 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
         who = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs)).parse(agent)
     except ValueError as exc:
         raise GastownError(str(exc)) from None
+    if who.rig is not None and who.rig not in rigs:
+        raise GastownError(f"{agent}: no rig {who.rig!r} in {town.root / 'mayor' / 'rigs.json'}"
+                           f" (rigs: {', '.join(sorted(rigs)) or 'none'})")
     from gastown_units.services.restart_tracker import Policy
 
     try:
@@ -274,6 +283,15 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
     elif not released:
         click.echo(f"{who.address} ({who.session}) had no restart backoff and no shutdown "
                    "marker")
+        if who.name is not None and not _agent_dir_exists(town, who):
+            raise GastownError(f"{agent}: no such agent in rig {who.rig} (no directory "
+                               f"{who.rig}/{'crew' if who.role is Role.CREW else 'polecats'}/"
+                               f"{who.name})")
+
+
+def _agent_dir_exists(town: Town, who: Identity) -> bool:
+    sub = "crew" if who.role is Role.CREW else "polecats"
+    return who.rig is not None and (town.rig_dir(who.rig) / sub / str(who.name)).is_dir()
 
 
 @cli.command("config")

@@ -55,7 +55,11 @@ class RigGate:
 
     def check(self) -> Gate:
         if not self.town.wisp_config(self.rig).exists() and not self._warned_missing:
-            log.warning("no wisp config for %s - parked state may have been lost", self.rig)
+            # Gas Town warns "parked state may have been lost"; on a new town (no rig ever
+            # parked) that scares for nothing. A missing file means operational (§2).
+            log.info("rig %s has no wisp config (%s): operational, as Gas Town treats it; "
+                     "`gt rig park %s` would create it", self.rig,
+                     self.town.wisp_config(self.rig), self.rig)
             self._warned_missing = True
         closed = wisp_gate(self.town, self.rig)
         if closed:

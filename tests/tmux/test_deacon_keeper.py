@@ -288,7 +288,10 @@ def test_status_lists_agents_through_libtmux(town: Path, tmux_server: PrivateTmu
         capture_output=True, text=True, timeout=30,
         env=keeper.service_env({"GT_TMUX_SOCKET": tmux_server.socket,
                                 "GT_AGENT_COMMAND": "agent"}))
-    assert result.returncode == 0, result.stderr
+    # The rig's Witness and Refinery are expected and do not run: not OK, exit 1.
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "NOT OK: 2 problem(s): gastown/witness is missing; gastown/refinery is missing")
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
     assert rows["deacon/"][1:4] == ["hq-deacon", "running", str(pid)]
     assert rows["deacon/dogs/boot"][1:4] == ["gt-boot", "running", str(boot)]

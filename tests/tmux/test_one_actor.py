@@ -318,7 +318,9 @@ def test_polecat_behind_a_shell_is_running_for_status_too(town: Path,
                          capture_output=True, text=True, timeout=30,
                          env=keeper.service_env({"GT_TMUX_SOCKET": tmux_server.socket,
                                                  "GT_AGENT_COMMAND": f"{sys.executable} {AGENT}"}))
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # the Deacon and the Refinery do not run
+    assert "deacon/ is missing" in out.stdout and f"{RIG}/witness" not in \
+        out.stdout.splitlines()[-1]
     row = next(line for line in out.stdout.splitlines() if line.startswith(f"{RIG}/witness"))
     assert " running " in row, row
 
