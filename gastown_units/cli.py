@@ -311,6 +311,11 @@ def show_config(rig: str | None) -> None:
                    f"{knob.help}")
 
 
+from gastown_units.commands.doctor import doctor  # noqa: E402
+
+cli.add_command(doctor)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising."""
     try:

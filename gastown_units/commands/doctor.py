@@ -1,0 +1,364 @@
+"""``gastown-units doctor``: gather the facts (files, systemctl, tmux, processes), then
+judge them with the pure checks of :mod:`gastown_units.doctor_checks`.
+
+Read-only: nothing here writes, renames or starts anything (every tmux call passes
+``-N``; the restart state is read without setting a damaged file aside). Every gathering
+step is contained: a step that fails becomes a fact with its reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gastown_units.config import Settings
+from gastown_units.config_files import layers
+from gastown_units.doctor_checks import (
+    DAEMON_UNITS,
+    RIG_SUPERVISORS,
+    SUPERVISORS,
+    TMUX_UNIT,
+    Backoff,
+    Check,
+    Facts,
+    TmuxFacts,
+    Tool,
+    Unit,
+    exit_code,
+    is_gt_daemon,
+    parse_exposure,
+    run_checks,
+)
+from gastown_units.errors import EX_CONFIG, ConfigError, GastownError
+from gastown_units.ports import runner
+from gastown_units.town.jsonfile import parse_time, read_json_object
+from gastown_units.town.layout import Town
+
+T = TypeVar("T")
+
+#: PATH of a unit that sets none (systemd's default for system services, v252).
+SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEMD_DIR = Path("/run/systemd/system")
+TIMEOUT = 10.0
+MAX_WALK = 20_000  # entries of daemon/ looked at for *.bad files
+
+
+def _contained(step: Callable[[], T], fallback: Callable[[str], T]) -> T:
+    """``step()``, or ``fallback(reason)`` when it raises anything at all."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - a failing gather is a ✗, never a traceback
+        text = str(exc).strip().splitlines()
+        return fallback(text[0] if text else type(exc).__name__)
+
+
+def _systemctl(*args: str) -> runner.Result:
+    return runner.run(["systemctl", "--no-pager", *args], timeout=TIMEOUT)
+
+
+def units_path(environ: Mapping[str, str], systemd: bool) -> tuple[str, str]:
+    """The PATH the units run with and where it comes from: the configuration files'
+    PATH (``EnvironmentFile=``), else the service manager's, else systemd's default.
+    The caller's own PATH is not the units' and is ignored."""
+    for layer in reversed(layers(environ).layers):
+        if layer.source != "environment" and "PATH" in layer.values:
+            return layer.values["PATH"], f"PATH in {layer.source}"
+    if systemd:
+        try:
+            result = _systemctl("show-environment")
+            for line in result.stdout.splitlines():
+                if result.ok and line.startswith("PATH="):
+                    return line[5:], "systemd's default (no PATH in the configuration)"
+        except GastownError:
+            pass
+    return SYSTEMD_DEFAULT_PATH, "systemd's default (no PATH in the configuration)"
+
+
+def find_tool(command: str, path: str, home: Path | None = None) -> str | None:
+    """Where ``command`` resolves for a unit with ``path``; a path must be executable."""
+    if "/" in command:
+        target = Path(command)
+        if not target.is_absolute() and home is not None:
+            target = home / target
+        return str(target) if target.is_file() and os.access(target, os.X_OK) else None
+    return shutil.which(command, path=path)
+
+
+def gather_tools(settings: Settings, town: Town | None, rigs: tuple[str, ...], path: str,
+                 home: Path | None) -> tuple[tuple[Tool, ...], str]:
+    tools = [Tool(label, command, knob, find_tool(command, path))
+             for label, command, knob in (("gt", settings.gt_bin, "GT_GT_BIN"),
+                                          ("bd", settings.bd_bin, "GT_BD_BIN"),
+                                          ("tmux", settings.tmux_bin, "GT_TMUX_BIN"))]
+    if town is None:
+        return tuple(tools), ""
+    from gastown_units.town.agents import PRESETS, resolve_agent
+    from gastown_units.town.identity import Role
+
+    roles: list[tuple[str, Role, str | None]] = [("deacon", Role.DEACON, None),
+                                                 ("boot", Role.BOOT, None)]
+    for rig in rigs:
+        roles += [(f"{rig}/{role}", Role(role), rig) for role in ("witness", "refinery",
+                                                                     "polecat")]
+    runtimes: dict[str, list[str]] = {}
+    knobs: dict[str, str] = {}
+    errors = []
+    for who, role, of_rig in roles:
+        try:
+            agent = resolve_agent(town, role, of_rig, settings.agent_command)
+        except ValueError as exc:
+            errors.append(f"{who}: {exc}")
+            continue
+        command = "claude" if agent.name == "claude" else agent.argv[0]
+        runtimes.setdefault(command, []).append(who)
+        knobs[command] = ("GT_AGENT_COMMAND" if agent.name == "override"
+                          or agent.name in PRESETS else
+                          f"agents.{agent.name}.command in settings/config.json")
+    for command, users in runtimes.items():
+        found = find_tool(command, path)
+        if found is None and command == "claude" and home is not None:
+            local = home / ".claude" / "local" / "claude"  # where the keepers look next
+            found = str(local) if local.is_file() and os.access(local, os.X_OK) else None
+        tools.append(Tool(f"runtime {Path(command).name}", command, knobs[command], found,
+                          tuple(users)))
+    return tuple(tools), "; ".join(errors[:3])
+
+
+def parse_show(text: str) -> dict[str, Unit]:
+    """``systemctl show -p Id,LoadState,...`` of several units (blank-line separated)."""
+    units: dict[str, Unit] = {}
+    for block in text.split("\n\n"):
+        props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        name = props.get("Id", "")
+        if name:
+            units[name] = Unit(name, props.get("LoadState", ""), props.get("ActiveState", ""),
+                               props.get("SubState", ""), props.get("Result", ""),
+                               props.get("User", ""))
+    return units
+
+
+def gather_units(rigs: tuple[str, ...]) -> dict[str, Unit]:
+    listed = _systemctl("list-units", "--all", "--plain", "--no-legend", "--full", "gastown*")
+    if not listed.ok:
+        raise GastownError(f"systemctl list-units: {listed.error_line()}")
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.split()}
+    names.discard("●")
+    wanted = {TMUX_UNIT, *DAEMON_UNITS}
+    for rig in rigs:
+        wanted |= {f"gastown-rig@{rig}.target", *(u.format(rig=rig) for u in RIG_SUPERVISORS)}
+    shown = _systemctl("show", "-p", "Id,LoadState,ActiveState,SubState,Result,User", "--",
+                       *sorted(names | wanted))
+    if not shown.ok:
+        raise GastownError(f"systemctl show: {shown.error_line()}")
+    units = parse_show(shown.stdout)
+    for name in sorted(wanted):
+        state = _systemctl("is-enabled", "--", name)
+        enabled = state.stdout.strip().splitlines()[0] if state.stdout.strip() else ""
+        units[name] = Unit(**{**units.get(name, Unit(name)).__dict__, "enabled": enabled})
+    return units
+
+
+def gather_tmux(settings: Settings, town: Town, environ: Mapping[str, str]) -> TmuxFacts:
+    from gastown_units.ports.operator import operator_tmux, socket_file
+    from gastown_units.ports.tmux import ServerDown
+    from gastown_units.services.split_town import (
+        SplitTownGuard,
+        foreign_servers,
+        in_town,
+        socket_dir,
+    )
+
+    tmux, owner = operator_tmux(settings, town, dict(environ))
+    where = tmux.socket_path or socket_file(settings.tmux_socket, owner.uid,
+                                            environ.get("TMUX_TMPDIR"))
+    others: dict[str, frozenset[str] | None] = {}
+    guard = SplitTownGuard(binary=settings.tmux_bin, socket=settings.tmux_socket,
+                           town_root=town.root, state_file=None, timeout=3.0,
+                           environ=environ)
+    for server in foreign_servers(socket_dir(environ, owner.uid), settings.tmux_socket):
+        if server == where:
+            continue
+        reply = guard.ask(server)
+        if reply.error:
+            others[str(server)] = None
+        elif reply.sessions is not None:
+            others[str(server)] = frozenset(n for n, p in reply.sessions.items()
+                                            if in_town(p, town.root))
+    try:
+        snapshot = tmux.snapshot()
+    except ServerDown:
+        return TmuxFacts(str(where), down=True, others=others)
+    except GastownError as exc:
+        return TmuxFacts(str(where), error=str(exc), others=others)
+    hooks = ""
+    for flags in ("-g", "-gw"):
+        result = runner.run(tmux.argv("show-hooks", flags), timeout=settings.tmux_timeout)
+        hooks += result.stdout if result.ok else ""
+    return TmuxFacts(str(where), hooks=hooks, sessions=snapshot.sessions, others=others)
+
+
+def gather_daemons() -> tuple[str, ...]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if is_gt_daemon(cmdline):
+            found.append(f"PID {proc.info['pid']}: {' '.join(cmdline)[:120]}")
+    return tuple(found)
+
+
+def gather_restarts(town: Town, now: float) -> tuple[Backoff, ...]:
+    """daemon/restart_state.json read only (a damaged one raises; never set aside here)."""
+    data = read_json_object(town.daemon_dir / "restart_state.json") or {}
+    agents = data.get("agents", {})
+    if not isinstance(agents, dict):
+        raise ValueError("'agents' is not an object")
+    out = []
+    for key, entry in sorted(agents.items()):
+        if not isinstance(entry, dict):
+            continue
+        loop = parse_time(entry.get("crash_loop_since")) is not None
+        until = parse_time(entry.get("backoff_until"))
+        left = max(0.0, until.timestamp() - now) if until is not None else 0.0
+        if loop or left > 0:
+            out.append(Backoff(str(key), loop, left))
+    return tuple(out)
+
+
+def gather_bad_files(town: Town) -> tuple[Path, ...]:
+    found: list[Path] = []
+    seen = 0
+    for top, dirs, files in os.walk(town.daemon_dir):
+        seen += len(dirs) + len(files)
+        found += [Path(top) / f for f in files + dirs if f.endswith(".bad")]
+        dirs[:] = [d for d in dirs if not d.endswith(".bad")]
+        if seen > MAX_WALK:
+            break
+    return tuple(sorted(found))
+
+
+def gather_exposure(rigs: tuple[str, ...]) -> dict[str, float | str]:
+    units = list(SUPERVISORS)
+    for rig in rigs:
+        units += [u.format(rig=rig) for u in RIG_SUPERVISORS]
+    out: dict[str, float | str] = {}
+    for unit in units:
+        def one(unit: str = unit) -> float | str:
+            result = runner.run(["systemd-analyze", "security", "--no-pager", "--", unit],
+                                timeout=30.0)
+            figure = parse_exposure(result.stdout)
+            return figure if figure is not None else f"no figure ({result.error_line()})"
+        out[unit] = _contained(one, lambda why: why)
+    return out
+
+
+def _attempt(step: Callable[[], T]) -> tuple[T | None, str]:
+    """(``step()``, "") or (None, why it failed): one gathering step, contained."""
+    return _contained(lambda: (step(), ""), lambda why: (None, why or "failed"))
+
+
+def _open_town(root: Path) -> Town:
+    town = Town.open(root)
+    read_json_object(town.root / "mayor" / "town.json")  # DamagedFile when unreadable
+    return town
+
+
+def _owner_entry(town: Town) -> pwd.struct_passwd:
+    return pwd.getpwuid(town.root.stat().st_uid)
+
+
+def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Facts:
+    """Every fact the checks need, each step contained."""
+    env = layers(os.environ).merged() if environ is None else dict(environ)
+    systemd = SYSTEMD_DIR.is_dir()
+    facts: dict[str, Any] = {"systemd": systemd, "town_root": settings.town_root}
+    town: Town | None = None
+    rigs: tuple[str, ...] = ()
+    home: Path | None = None
+    root = settings.town_root
+    if root is None:
+        facts["town_error"] = "GT_TOWN_ROOT is not set"
+    else:
+        town, facts["town_error"] = _attempt(lambda: _open_town(root))
+    if town is not None:
+        from gastown_units.town.rigs import load_rigs
+
+        opened = town
+        found, facts["rigs_error"] = _attempt(lambda: tuple(sorted(load_rigs(opened))))
+        rigs = found or ()
+        facts["rigs"] = rigs
+        entry, _ = _attempt(lambda: _owner_entry(opened))
+        if entry is not None:
+            facts["town_dir_owner"], home = entry.pw_name, Path(entry.pw_dir)
+    where, why = _attempt(lambda: units_path(os.environ, systemd))
+    path, source = where or (SYSTEMD_DEFAULT_PATH, f"unknown ({why})")
+    facts["path"], facts["path_source"] = path, source
+    tools, why = _attempt(lambda: gather_tools(settings, town, rigs, path, home))
+    facts["tools"], facts["tools_error"] = tools or ((), why)
+    if systemd:
+        units, facts["systemd_error"] = _attempt(lambda: gather_units(rigs))
+        facts["units"] = units or {}
+    if town is not None:
+        from gastown_units.status import expected_agents
+
+        opened = town
+        tmux, why = _attempt(lambda: gather_tmux(settings, opened, env))
+        facts["tmux"] = tmux or TmuxFacts("the town's tmux server", error=why)
+        agents, _ = _attempt(lambda: tuple(a.session for a in expected_agents(opened,
+                                                                              list(rigs))))
+        facts["agents"] = agents or ()
+        restarts, facts["restarts_error"] = _attempt(lambda: gather_restarts(opened,
+                                                                             time.time()))
+        facts["restarts"] = restarts or ()
+        bad, facts["bad_files_error"] = _attempt(lambda: gather_bad_files(opened))
+        facts["bad_files"] = bad or ()
+    daemons, facts["daemons_error"] = _attempt(gather_daemons)
+    facts["daemons"] = daemons or ()
+    if systemd:
+        if shutil.which("systemd-analyze") is None:
+            facts["analyze_missing"] = True
+        else:
+            exposure, _ = _attempt(lambda: gather_exposure(rigs))
+            facts["exposure"] = exposure or {}
+    return Facts(**facts)
+
+
+@click.command()
+@click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
+              help="Town root [env GT_TOWN_ROOT, as the units see it].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+def doctor(town_root: Path | None, as_json: bool) -> None:
+    """Check the installation: one line per check (✓/✗), a fix for each ✗.
+
+    Exit 0 only when every check passes, 1 otherwise, 78 when the configuration
+    cannot be read.
+    """
+    try:
+        settings = Settings.load(overrides={"town_root": town_root})
+    except ConfigError as exc:
+        check = Check("config", False, f"configuration not readable: {exc}",
+                      "repair /etc/gastown/gastown.conf (gastown-units config shows what "
+                      "is read)")
+        _show([check], as_json)
+        raise SystemExit(EX_CONFIG) from None
+    checks = run_checks(gather(settings))
+    _show(checks, as_json)
+    raise SystemExit(exit_code(checks))
+
+
+def _show(checks: list[Check], as_json: bool) -> None:
+    for check in checks:
+        if as_json:
+            click.echo(json.dumps(check.as_json(), ensure_ascii=False))
+        else:
+            for line in check.lines():
+                click.echo(line)
