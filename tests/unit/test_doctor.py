@@ -1,0 +1,311 @@
+"""``gastown-units doctor``: every check on fabricated facts (pass, fail with its fix),
+and the read-only gathering steps on a test town (no systemd, no tmux)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from gastown_units import doctor_checks as dc
+from gastown_units.cli import main
+from gastown_units.commands import doctor as gather
+from gastown_units.doctor_checks import Backoff, Check, Facts, TmuxFacts, Tool, Unit
+
+HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events\"\n"
+         "pane-died[77] run-shell -b \": > /run/gastown-tmux/events\"\n")
+
+
+def _units(rigs: tuple[str, ...]) -> dict[str, Unit]:
+    units = {dc.TMUX_UNIT: Unit(dc.TMUX_UNIT, "loaded", "active", "running", "success",
+                                "alice", "enabled")}
+    for name in dc.SUPERVISORS:
+        units[name] = Unit(name, "loaded", "active", "running", "success", "alice", "enabled")
+    for rig in rigs:
+        units[f"gastown-rig@{rig}.target"] = Unit(f"gastown-rig@{rig}.target", "loaded",
+                                                  "active", "active", "success", "", "enabled")
+    for name in dc.DAEMON_UNITS:
+        units[name] = Unit(name, "not-found", "inactive", "dead", "", "", "not-found")
+    return units
+
+
+def healthy() -> Facts:
+    rigs = ("alpha", "beta", "gamma")
+    exposure: dict[str, float | str] = {u: 5.2 for u in dc.SUPERVISORS}
+    return Facts(
+        town_root=Path("/home/alice/gt"), rigs=rigs, path="/usr/local/bin:/usr/bin:/bin",
+        path_source="PATH in /etc/gastown/gastown.conf",
+        tools=(Tool("gt", "gt", "GT_GT_BIN", "/usr/local/bin/gt"),
+               Tool("bd", "bd", "GT_BD_BIN", "/usr/local/bin/bd"),
+               Tool("tmux", "tmux", "GT_TMUX_BIN", "/usr/bin/tmux"),
+               Tool("runtime claude", "claude", "GT_AGENT_COMMAND", "/usr/local/bin/claude",
+                    ("deacon", "boot"))),
+        units=_units(rigs), town_dir_owner="alice",
+        tmux=TmuxFacts("/tmp/tmux-1000/default", hooks=HOOKS,
+                       sessions=frozenset({"hq-deacon", "gt-alpha-witness", "other"})),
+        agents=("hq-deacon", "gt-boot", "gt-alpha-witness"), exposure=exposure)
+
+
+def failing(facts: Facts) -> list[Check]:
+    return [c for c in dc.run_checks(facts) if c.ok is False]
+
+
+def only_failure(facts: Facts) -> Check:
+    bad = failing(facts)
+    assert len(bad) == 1, [c.lines() for c in bad]
+    assert bad[0].fix, bad[0]
+    return bad[0]
+
+
+def test_a_healthy_town_passes_every_check() -> None:
+    checks = dc.run_checks(healthy())
+    assert all(c.ok for c in checks), [c.lines() for c in checks if not c.ok]
+    assert dc.exit_code(checks) == 0
+    lines = [c.lines()[0] for c in checks]
+    assert "✓ town /home/alice/gt readable (3 rigs)" in lines
+    assert "✓ bd on the units' PATH: /usr/local/bin/bd" in lines
+    assert f"✓ {dc.TMUX_UNIT} runs as the owner (alice)" in lines
+    assert "✓ 2 agent sessions of the town on this server, none on another server of the " \
+           "owner" in lines
+    assert any(line.startswith("✓ gastown-deacon-keeper.service exposure 5.2") for line in lines)
+
+
+def test_town_not_set_and_unreadable() -> None:
+    bad = only_failure(dataclasses.replace(healthy(), town_root=None,
+                                           town_error="GT_TOWN_ROOT is not set"))
+    assert bad.lines()[0] == "✗ town not readable: GT_TOWN_ROOT is not set"
+    assert "GT_TOWN_ROOT" in bad.fix and dc.CONF in bad.fix
+    bad = only_failure(dataclasses.replace(healthy(), rigs_error="rigs.json: empty file"))
+    assert "rigs.json" in bad.detail and "mayor/rigs.json" in bad.fix
+
+
+def test_a_tool_missing_from_the_units_path() -> None:
+    facts = healthy()
+    tools = tuple(dataclasses.replace(t, found=None) if t.label == "bd" else t
+                  for t in facts.tools)
+    bad = only_failure(dataclasses.replace(facts, tools=tools, path="/usr/bin:/bin"))
+    assert bad.lines() == [
+        "✗ bd not on the units' PATH (/usr/bin:/bin)",
+        "    fix: add the directory of bd to PATH in /etc/gastown/gastown.conf (now: PATH "
+        "in /etc/gastown/gastown.conf), or set GT_BD_BIN to its full path, then "
+        "systemctl restart gastown.target"]
+
+
+def test_a_runtime_missing_or_unresolved() -> None:
+    facts = healthy()
+    tools = (*facts.tools[:3], Tool("runtime agent", "/opt/agent", "GT_AGENT_COMMAND", None,
+                                    ("deacon",)))
+    bad = only_failure(dataclasses.replace(facts, tools=tools))
+    assert "/opt/agent (for deacon) is not an executable file" in bad.detail
+    assert "GT_AGENT_COMMAND" in bad.fix
+    bad = only_failure(dataclasses.replace(facts, tools_error="deacon: unknown agent 'x'"))
+    assert "runtime not resolved" in bad.detail and "settings/config.json" in bad.fix
+
+
+def test_tmux_host_inactive_or_not_the_owner() -> None:
+    facts = healthy()
+    units = dict(facts.units)
+    units[dc.TMUX_UNIT] = dataclasses.replace(units[dc.TMUX_UNIT], active="inactive")
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert bad.detail == f"{dc.TMUX_UNIT} is inactive"
+    assert f"systemctl start {dc.TMUX_UNIT}" in bad.fix
+    units[dc.TMUX_UNIT] = dataclasses.replace(facts.units[dc.TMUX_UNIT], user="")
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert "runs as root, not as the town's owner alice" in bad.detail
+    assert "User=alice" in bad.fix and dc.OWNER_DROPIN in bad.fix
+
+
+def test_tmux_server_down_and_hooks_missing() -> None:
+    facts = healthy()
+    bad = only_failure(dataclasses.replace(facts, tmux=TmuxFacts("/tmp/tmux-1000/default",
+                                                                 down=True)))
+    assert "does not answer: no server running" in bad.detail
+    assert "systemctl start gastown-tmux.service" in bad.fix
+    tmux = dataclasses.replace(facts.tmux or TmuxFacts(), hooks=HOOKS.splitlines()[0] + "\n")
+    bad = only_failure(dataclasses.replace(facts, tmux=tmux))
+    assert bad.detail == "event hooks missing: pane-died[77]"
+    assert "restart gastown-tmux.service" in bad.fix
+    tmux = dataclasses.replace(tmux, hooks="session-closed[0] x\npane-died\n")
+    assert "session-closed[77], pane-died[77]" in only_failure(
+        dataclasses.replace(facts, tmux=tmux)).detail
+
+
+def test_split_town() -> None:
+    facts = healthy()
+    tmux = dataclasses.replace(facts.tmux or TmuxFacts(), others={
+        "/tmp/tmux-1000/gastown": frozenset({"gt-boot", "unrelated"}),
+        "/tmp/tmux-1000/dead": None})
+    bad = only_failure(dataclasses.replace(facts, tmux=tmux))
+    assert bad.detail.startswith("split town: gt-boot run on tmux server /tmp/tmux-1000/gastown")
+    assert "GT_TMUX_SOCKET=gastown" in bad.fix
+    tmux = dataclasses.replace(tmux, others={"/tmp/tmux-1000/dead": None})
+    ok = [c for c in dc.run_checks(dataclasses.replace(facts, tmux=tmux))
+          if c.name == "agents-server"][0]
+    assert ok.ok and "/tmp/tmux-1000/dead did not answer" in ok.detail
+
+
+def test_a_rig_not_enabled() -> None:
+    facts = healthy()
+    units = dict(facts.units)
+    units["gastown-rig@beta.target"] = dataclasses.replace(units["gastown-rig@beta.target"],
+                                                           enabled="disabled")
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert bad.detail.startswith("rig beta not enabled")
+    assert bad.fix == "systemctl enable --now gastown-rig@beta.target"
+    for role in ("witness", "refinery"):  # both services enabled: fine without the target
+        units[f"gastown-{role}@beta.service"] = Unit(f"gastown-{role}@beta.service",
+                                                     enabled="enabled")
+    assert not failing(dataclasses.replace(facts, units=units))
+
+
+def test_gt_daemon_beside_us() -> None:
+    facts = healthy()
+    bad = only_failure(dataclasses.replace(facts, daemons=("PID 42: gt daemon run",)))
+    assert "gt daemon runs beside the units: PID 42" in bad.detail
+    assert "gt daemon stop" in bad.fix
+    units = dict(facts.units)
+    units["gastown-daemon.service"] = Unit("gastown-daemon.service", "loaded", "inactive",
+                                           enabled="enabled")
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert bad.fix == "systemctl disable --now gastown-daemon.service"
+
+
+def test_failed_units_and_start_limit() -> None:
+    facts = healthy()
+    units = dict(facts.units)
+    name = "gastown-lifecycle-mail.service"
+    units[name] = dataclasses.replace(units[name], active="failed", result="exit-code")
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert bad.detail == f"{name} failed (result exit-code)"
+    assert f"journalctl -u {name}" in bad.fix and f"reset-failed {name}" in bad.fix
+    units[name] = dataclasses.replace(units[name], result="start-limit-hit")
+    assert "hit its start limit" in only_failure(dataclasses.replace(facts, units=units)).detail
+
+
+def test_agents_in_backoff_or_crash_loop() -> None:
+    facts = healthy()
+    bad = failing(dataclasses.replace(facts, restarts=(
+        Backoff("gt-alpha-nux", True, 0.0), Backoff("gt-alpha-max", False, 90.0))))
+    assert [c.detail for c in bad] == [
+        "gt-alpha-nux is in a crash loop: no more restarts",
+        "gt-alpha-max is in restart backoff for 90s more"]
+    assert all("gastown-units clear-backoff gt-alpha-" in c.fix for c in bad)
+    bad_state = only_failure(dataclasses.replace(facts, restarts_error="not valid JSON"))
+    assert "restart state unreadable" in bad_state.detail
+
+
+def test_state_files_set_aside() -> None:
+    path = Path("/home/alice/gt/daemon/restart_state.json.bad")
+    bad = only_failure(dataclasses.replace(healthy(), bad_files=(path,)))
+    assert str(path) in bad.detail and "remove the .bad" in bad.fix
+
+
+def test_hardening() -> None:
+    facts = healthy()
+    unit = "gastown-polecat-health.service"
+    bad = only_failure(dataclasses.replace(facts, exposure={
+        **facts.exposure, unit: dc.EXPOSURE_MAX + 0.1}))
+    assert bad.detail == f"{unit} exposure 6.1 (above 6.0)"
+    assert f"systemd-analyze security {unit}" in bad.fix
+    skipped = dc.run_checks(dataclasses.replace(facts, analyze_missing=True, exposure={}))
+    assert [c.ok for c in skipped if c.name == "hardening"] == [None]
+    assert dc.exit_code(skipped) == 0
+    unknown = dc.run_checks(dataclasses.replace(facts, exposure={unit: "no figure"}))
+    assert dc.exit_code(unknown) == 0
+
+
+def test_no_systemd_here() -> None:
+    facts = dataclasses.replace(healthy(), systemd=False, units={}, exposure={})
+    bad = only_failure(facts)
+    assert bad.detail.startswith("systemd not running here")
+    checks = dc.run_checks(facts)
+    assert not [c for c in checks if c.name.startswith(("rig-", "hardening", "tmux-host"))]
+    bad = only_failure(dataclasses.replace(healthy(), systemd_error="Failed to connect to bus"))
+    assert "systemctl cannot be asked" in bad.detail
+
+
+def test_parsers() -> None:
+    assert dc.parse_exposure("→ Overall exposure level for a@b.service: 4.9 OK 🙂") == 4.9
+    assert dc.is_gt_daemon(["/usr/local/bin/gt", "daemon", "run"])
+    assert not dc.is_gt_daemon(["/usr/bin/python3", "-m", "gastown_units", "run"])
+    units = gather.parse_show("Id=a.service\nLoadState=loaded\nActiveState=failed\n"
+                              "Result=start-limit-hit\nUser=bob\n\nId=b.target\n"
+                              "ActiveState=active\n")
+    assert units["a.service"] == Unit("a.service", "loaded", "failed", "", "start-limit-hit",
+                                      "bob")
+    assert units["b.target"].active == "active"
+
+
+# --- the gathering steps on a test town --------------------------------------------------
+
+def test_units_path_comes_from_the_configuration_not_the_caller(tmp_path: Path) -> None:
+    conf = tmp_path / "gastown.conf"
+    conf.write_text("PATH=/opt/tools:/usr/bin\n", encoding="utf-8")
+    env = {"GT_CONFIG": str(conf), "PATH": "/home/me/bin:/usr/bin"}
+    assert gather.units_path(env, systemd=False) == ("/opt/tools:/usr/bin",
+                                                     f"PATH in {conf}")
+    conf.write_text("GT_TOWN_ROOT=/x\n", encoding="utf-8")
+    assert gather.units_path(env, systemd=False)[0] == gather.SYSTEMD_DEFAULT_PATH
+
+
+def test_restart_state_is_read_only(town: Path) -> None:
+    state = town / "daemon" / "restart_state.json"
+    state.write_text(json.dumps({"agents": {
+        "gt-gastown-nux": {"restart_count": 5, "crash_loop_since": "2026-01-01T00:00:00Z",
+                           "backoff_until": "2026-01-01T00:00:00Z"},
+        "gt-gastown-max": {"restart_count": 1, "backoff_until": "2099-01-01T00:00:00Z"},
+        "gt-gastown-old": {"restart_count": 1, "backoff_until": "2020-01-01T00:00:00Z"},
+    }}), encoding="utf-8")
+    from gastown_units.town.layout import Town
+
+    found = gather.gather_restarts(Town.open(town), now=1.77e9)
+    assert [(b.session, b.crash_loop) for b in found] == [("gt-gastown-max", False),
+                                                          ("gt-gastown-nux", True)]
+    state.write_text("{ corrupt", encoding="utf-8")
+    with pytest.raises(ValueError):
+        gather.gather_restarts(Town.open(town), now=1e9)
+    assert state.exists() and not state.with_name(state.name + ".bad").exists()
+
+
+def test_bad_files_found(town: Path) -> None:
+    from gastown_units.town.layout import Town
+
+    (town / "daemon" / "units").mkdir()
+    (town / "daemon" / "units" / "witness-gastown.json.bad").write_text("x", encoding="utf-8")
+    (town / "daemon" / "restart_state.json.bad").write_text("x", encoding="utf-8")
+    found = gather.gather_bad_files(Town.open(town))
+    assert [p.name for p in found] == ["restart_state.json.bad", "witness-gastown.json.bad"]
+
+
+def _doctor(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+            env: dict[str, str], *args: str) -> tuple[int, str]:
+    for key in ("GT_TOWN_ROOT", "GT_TMUX_SOCKET", "GT_AGENT_COMMAND", "GT_BD_BIN", "GT_GT_BIN",
+                "GT_INTERVAL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GT_CONFIG", "")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(gather, "SYSTEMD_DIR", Path("/nonexistent/systemd"))
+    code = main(["doctor", *args])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.out
+
+
+def test_cli_exit_codes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                        tmp_path: Path, town: Path) -> None:
+    code, out = _doctor(capsys, monkeypatch, {"GT_INTERVAL": "-3"})
+    assert code == 78 and out.startswith("✗ configuration not readable: GT_INTERVAL")
+    code, out = _doctor(capsys, monkeypatch, {"GT_TOWN_ROOT": str(tmp_path / "nowhere")})
+    assert code == 1 and "✗ town not readable" in out and "    fix: " in out
+    (town / "mayor" / "rigs.json").write_text("[1, 2", encoding="utf-8")
+    code, out = _doctor(capsys, monkeypatch, {"GT_TOWN_ROOT": str(town),
+                                              "GT_TMUX_SOCKET": "gtu-doctor-none",
+                                              "TMUX_TMPDIR": str(tmp_path)}, "--json")
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {"check": "town", "ok": False} == {k: rows[0][k] for k in ("check", "ok")}
+    assert "rigs.json" in rows[0]["detail"]
+    assert any(r["check"] == "systemd" and r["ok"] is False for r in rows)
