@@ -306,6 +306,6 @@ def test_cli_exit_codes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
                                               "TMUX_TMPDIR": str(tmp_path)}, "--json")
     assert code == 1
     rows = [json.loads(line) for line in out.splitlines()]
-    assert {"check": "town", "ok": False} == {k: rows[0][k] for k in ("check", "ok")}
+    assert {k: rows[0][k] for k in ("check", "ok")} == {"check": "town", "ok": False}
     assert "rigs.json" in rows[0]["detail"]
     assert any(r["check"] == "systemd" and r["ok"] is False for r in rows)
