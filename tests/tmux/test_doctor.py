@@ -1,0 +1,182 @@
+"""``gastown-units doctor`` against a real (private) tmux server and a test town: the
+checks that need no systemd, healthy and then broken one way at a time.
+
+The machine has no systemd running, so the one systemd line is ✗ and every other line
+must be ✓; each breakage adds exactly its own ✗ with a fix. Two private tmux servers in a
+private ``TMUX_TMPDIR``: ``ours`` (the configured socket, with the event hooks set by
+``gastown-units tmux-ready``) and ``theirs`` (another server of the same user).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.keeper import REPO, service_env
+from tests.harness.poll import poll_until, wait_gone
+from tests.harness.tmux_server import PrivateTmux
+from tests.harness.town import AGENT, STANDINS
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gtu-doc-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def servers(socket_dir: Path) -> Iterator[tuple[PrivateTmux, PrivateTmux]]:
+    ours, theirs = PrivateTmux(socket_dir, "ours"), PrivateTmux(socket_dir, "theirs")
+    try:
+        yield ours.start(), theirs.start()
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Path:
+    """A directory with the stand-in bd and gt: the units' PATH gets it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bd", "gt"):
+        (bindir / tool).symlink_to(STANDINS / tool)
+    return bindir
+
+
+def write_conf(path: Path, town: Path, bindir: Path | None) -> None:
+    dirs = ([str(bindir)] if bindir else []) + ["/usr/bin", "/bin"]
+    path.write_text(f"GT_TOWN_ROOT={town}\nGT_TMUX_SOCKET=ours\nGT_AGENT_COMMAND={AGENT}\n"
+                    f"PATH={':'.join(dirs)}\n", encoding="utf-8")
+
+
+def doctor(conf: Path, socket_dir: Path, *args: str) -> tuple[int, list[str]]:
+    env = service_env({"GT_CONFIG": str(conf), "TMUX_TMPDIR": str(socket_dir)})
+    result = subprocess.run([sys.executable, "-m", "gastown_units", "doctor", *args],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result.returncode, result.stdout.splitlines()
+
+
+def failures(lines: list[str]) -> list[str]:
+    """The ✗ lines (each with its fix line) other than "systemd not running here"."""
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith("✗") and "systemd not running here" not in line:
+            assert lines[i + 1].startswith("    fix: "), lines
+            out.append(line)
+    return out
+
+
+def test_doctor_without_systemd(town: Path, servers: tuple[PrivateTmux, PrivateTmux],
+                                socket_dir: Path, tools: Path, tmp_path: Path) -> None:
+    ours, theirs = servers
+    conf = tmp_path / "gastown.conf"
+    write_conf(conf, town, tools)
+    env = service_env({"GT_CONFIG": str(conf), "TMUX_TMPDIR": str(socket_dir)})
+    subprocess.run([sys.executable, "-m", "gastown_units", "tmux-ready", "--event-file",
+                    str(tmp_path / "events")], check=True, env=env, cwd=REPO, timeout=60)
+    ours.tmux("new-session", "-d", "-s", "hq-deacon", "-c", str(town / "deacon"),
+              f"exec {sys.executable} {AGENT}")
+
+    code, lines = doctor(conf, socket_dir)
+    assert code == 1 and failures(lines) == [], lines  # only: systemd not running here
+    assert f"✓ town {town} readable (1 rig)" in lines
+    assert f"✓ bd on the units' PATH: {tools / 'bd'}" in lines
+    assert "✓ event hooks installed (session-closed[77], pane-died[77])" in lines
+    assert "✓ 1 agent session of the town on this server, none on another server of the " \
+           "owner" in lines
+    assert [line for line in lines if line.startswith("✗")] == [
+        "✗ systemd not running here (no /run/systemd/system): unit checks skipped"]
+
+    # bd not on the units' PATH (the caller's PATH does not count)
+    write_conf(conf, town, None)
+    code, lines = doctor(conf, socket_dir)
+    assert failures(lines) == ["✗ bd not on the units' PATH (/usr/bin:/bin)",
+                               "✗ gt not on the units' PATH (/usr/bin:/bin)"] or \
+        failures(lines) == ["✗ gt not on the units' PATH (/usr/bin:/bin)",
+                            "✗ bd not on the units' PATH (/usr/bin:/bin)"], lines
+    assert any("fix: add the directory of bd to PATH in" in line for line in lines)
+    write_conf(conf, town, tools)
+
+    # the event hooks removed
+    for hook, flag in (("session-closed[77]", "-gu"), ("pane-died[77]", "-gu")):
+        ours.tmux("set-hook", flag, hook)
+    code, lines = doctor(conf, socket_dir)
+    assert failures(lines) == ["✗ event hooks missing: session-closed[77], pane-died[77]"]
+    subprocess.run([sys.executable, "-m", "gastown_units", "tmux-ready", "--event-file",
+                    str(tmp_path / "events")], check=True, env=env, cwd=REPO, timeout=60)
+
+    # a state file set aside, an agent in a crash loop (read only: nothing renamed)
+    bad = town / "daemon" / "units" / "witness-gastown.json.bad"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("{", encoding="utf-8")
+    state = town / "daemon" / "restart_state.json"
+    state.write_text(json.dumps({"agents": {"gt-gastown-nux": {
+        "restart_count": 5, "crash_loop_since": "2026-01-01T00:00:00Z"}}}), encoding="utf-8")
+    code, lines = doctor(conf, socket_dir)
+    assert failures(lines) == [
+        "✗ gt-gastown-nux is in a crash loop: no more restarts",
+        f"✗ 1 state file set aside as corrupt: {bad}"], lines
+    assert "    fix: find why it crashes (journalctl GT_AGENT=...), then gastown-units " \
+           "clear-backoff gt-gastown-nux" in lines
+    state.write_text("{ corrupt", encoding="utf-8")
+    code, lines = doctor(conf, socket_dir)
+    assert any(line.startswith("✗ restart state unreadable") for line in lines)
+    assert state.exists() and not state.with_name(state.name + ".bad").exists()
+    state.unlink()
+    bad.unlink()
+
+    # a gt daemon beside us
+    gt_daemon = _fake_gt_daemon(tmp_path)
+    try:
+        code, lines = doctor(conf, socket_dir)
+        assert len(failures(lines)) == 1, lines
+        assert failures(lines)[0].startswith(
+            f"✗ gt daemon runs beside the units: PID {gt_daemon.pid}: "), lines
+        assert "    fix: gt daemon stop" in "\n".join(lines)
+    finally:
+        gt_daemon.kill()
+        gt_daemon.wait(timeout=30)
+
+    # a split town: an agent of the town runs on the other server
+    theirs.tmux("new-session", "-d", "-s", "gt-boot", "-c", str(town / "deacon"),
+                "sleep 600")
+    code, lines = doctor(conf, socket_dir)
+    assert failures(lines) == [
+        f"✗ split town: gt-boot run on tmux server {theirs.path}, not on {ours.path}"], lines
+    assert any("fix: set GT_TMUX_SOCKET=theirs in" in line for line in lines)
+
+    # the configured server down
+    pid = ours.pane("hq-deacon")
+    ours.stop()
+    if pid:
+        wait_gone(pid[0], timeout=30)
+    code, lines = doctor(conf, socket_dir, "--json")
+    rows = [json.loads(line) for line in lines]
+    down = [r for r in rows if r["check"] == "tmux-server"]
+    assert down and down[0]["ok"] is False and "systemctl start gastown-tmux" in down[0]["fix"]
+    assert code == 1
+
+
+def _fake_gt_daemon(tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A process whose command line is ``<dir>/gt daemon run`` (python3 runs it)."""
+    script = tmp_path / "fakebin" / "gt"
+    script.parent.mkdir()
+    script.write_text("import time\ntime.sleep(600)\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script), "daemon", "run"])
+    poll_until(lambda: os.path.exists(f"/proc/{proc.pid}/cmdline") and
+               b"daemon" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(),
+               timeout=10, what="the fake gt daemon running")
+    return proc
