@@ -29,6 +29,7 @@ RIG_SUPERVISORS = ("gastown-witness@{rig}.service", "gastown-refinery@{rig}.serv
 DAEMON_UNITS = ("gastown-daemon.service", "gt-daemon.service")
 EVENT_HOOKS = ("session-closed", "pane-died")
 EVENT_HOOK_INDEX = 77
+EVENT_FILE = "/run/gastown-tmux/events"
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,10 @@ def check_tmux_host(facts: Facts) -> list[Check]:
         checks.append(Check(
             "tmux-hooks", False,
             f"event hooks missing: {', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in missing)}",
-            f"systemctl restart {TMUX_UNIT} (its ExecStartPost sets them; agents on a "
-            "server the unit owns end with it, an adopted server keeps them)"))
+            f"as {facts.town_dir_owner or 'the owner'}: gastown-units tmux-ready "
+            f"--event-file {EVENT_FILE} (what {TMUX_UNIT}'s ExecStartPost runs; "
+            f"systemctl restart {TMUX_UNIT} does it too, but ends the agents of a server "
+            "the unit owns)"))
     else:
         checks.append(Check("tmux-hooks", True, "event hooks installed ("
                             + ", ".join(f"{h}[{EVENT_HOOK_INDEX}]" for h in EVENT_HOOKS) + ")"))

@@ -126,7 +126,7 @@ def test_tmux_server_down_and_hooks_missing() -> None:
     tmux = dataclasses.replace(facts.tmux or TmuxFacts(), hooks=HOOKS.splitlines()[0] + "\n")
     bad = only_failure(dataclasses.replace(facts, tmux=tmux))
     assert bad.detail == "event hooks missing: pane-died[77]"
-    assert "restart gastown-tmux.service" in bad.fix
+    assert "as alice: gastown-units tmux-ready --event-file /run/gastown-tmux/events" in bad.fix
     tmux = dataclasses.replace(tmux, hooks="session-closed[0] x\npane-died\n")
     assert "session-closed[77], pane-died[77]" in only_failure(
         dataclasses.replace(facts, tmux=tmux)).detail
