@@ -191,7 +191,8 @@ def _no_systemd(facts: Facts) -> Check | None:
                      "run gastown-units doctor on the machine whose systemd runs the units")
     if facts.systemd_error:
         return Check("systemd", False, f"systemctl cannot be asked: {facts.systemd_error}",
-                     "run gastown-units doctor where systemctl works (as root or the owner)")
+                     "run gastown-units doctor as root (another user's systemctl needs "
+                     "the D-Bus system bus: systemctl start dbus.socket)")
     return None
 
 

@@ -29,6 +29,7 @@ def settings(town: str, path: str = "/usr/local/bin:/usr/bin:/bin") -> dict[str,
 def town(guest: GuestSystemd) -> Iterator[str]:
     path = new_town(guest, OWNER, rigs={RIG: "mr"})
     configure(guest, OWNER, settings(path))
+    guest.systemctl("start", "dbus.socket")  # the owner's systemctl talks to PID 1 through it
     guest.systemctl("enable", "--now", "gastown-deacon-keeper", "gastown-lifecycle-mail",
                     "gastown-polecat-health.path", "gastown-polecat-health.timer",
                     f"gastown-rig@{RIG}.target")
@@ -86,7 +87,7 @@ def test_healthy_town_passes_as_root_and_as_the_owner(guest: GuestSystemd, town:
     assert "✓ event hooks installed (session-closed[77], pane-died[77])" in lines
     assert any(line.startswith("✓ gastown-witness@myrig.service exposure ") for line in lines)
     code, lines = doctor(guest, user=OWNER)
-    assert code == 0 and not failed(lines), lines
+    assert code == 0 and not failed(lines), "\n".join(lines)
 
 
 def test_bd_not_on_the_units_path(guest: GuestSystemd, town: str) -> None:
