@@ -14,6 +14,7 @@ import pwd
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -205,15 +206,74 @@ def gather_tmux(settings: Settings, town: Town, environ: Mapping[str, str]) -> T
     return TmuxFacts(str(where), hooks=hooks, sessions=snapshot.sessions, others=others)
 
 
-def gather_daemons() -> tuple[str, ...]:
+def exclusive_flock_holders(path: Path, locks: str) -> list[int]:
+    """PIDs that hold an exclusive ``flock`` on ``path``, from ``/proc/locks`` text: the
+    WRITE flock holders that have ``path`` open (inode numbers alone are not comparable
+    across an overlay)."""
+    target = os.path.realpath(path)
+    holders = []
+    for line in locks.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or fields[1:4] != ["FLOCK", "ADVISORY", "WRITE"]:
+            continue
+        if not fields[4].isdigit() or int(fields[4]) in holders:
+            continue
+        pid = int(fields[4])
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    holders.append(pid)
+                    break
+            except OSError:
+                continue
+    return holders
+
+
+def _cmdline(argv: list[str]) -> str:
+    """A command line on one line (a word may hold newlines)."""
+    return " ".join(" ".join(argv).split())
+
+
+def _process_cmdline(pid: int) -> str:
     import psutil
 
-    found = []
+    return _cmdline(psutil.Process(pid).cmdline())
+
+
+def gather_daemons(town: Town | None) -> tuple[str, ...]:
+    """``gt daemon run`` processes; with a town also the process its ``daemon/daemon.pid``
+    names (if its command line has gt, daemon and run, Gas Town's own test) and any
+    holder of an exclusive flock on ``daemon/daemon.lock`` (ours hold it shared)."""
+    import psutil
+
+    found: dict[int, str] = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
         if is_gt_daemon(cmdline):
-            found.append(f"PID {proc.info['pid']}: {' '.join(cmdline)[:120]}")
-    return tuple(found)
+            found[proc.info["pid"]] = f"PID {proc.info['pid']}: {_cmdline(cmdline)[:120]}"
+    if town is None:
+        return tuple(found.values())
+    pid_file = town.daemon_dir / "daemon.pid"
+    text = _contained(lambda: pid_file.read_text(encoding="utf-8", errors="replace")[:100],
+                      lambda _why: "")
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if first.isascii() and first.isdigit() and int(first) not in found:
+        pid = int(first)
+        words = _contained(partial(_process_cmdline, pid), lambda _why: "")
+        if all(w in words for w in ("gt", "daemon", "run")):
+            found[pid] = f"PID {pid} ({pid_file}): {words[:120]}"
+    locks = _contained(lambda: Path("/proc/locks").read_text(encoding="utf-8"),
+                       lambda _why: "")
+    for holder in exclusive_flock_holders(town.daemon_lock, locks):
+        if holder not in found:
+            words = _contained(partial(_process_cmdline, holder), lambda _why: "?")
+            found[holder] = (f"PID {holder} holds {town.daemon_lock} exclusively: "
+                             f"{words[:120]}")
+    return tuple(found.values())
 
 
 def gather_restarts(town: Town, now: float) -> tuple[Backoff, ...]:
@@ -321,7 +381,7 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
         facts["restarts"] = restarts or ()
         bad, facts["bad_files_error"] = _attempt(lambda: gather_bad_files(opened))
         facts["bad_files"] = bad or ()
-    daemons, facts["daemons_error"] = _attempt(gather_daemons)
+    daemons, facts["daemons_error"] = _attempt(lambda: gather_daemons(town))
     facts["daemons"] = daemons or ()
     if systemd:
         if shutil.which("systemd-analyze") is None:

@@ -150,6 +150,20 @@ def test_doctor_without_systemd(town: Path, servers: tuple[PrivateTmux, PrivateT
         gt_daemon.kill()
         gt_daemon.wait(timeout=30)
 
+    # gt daemon's exclusive lock on daemon/daemon.lock, whatever its command line
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(town / "daemon" / "daemon.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline() == "locked\n"
+        code, lines = doctor(conf, socket_dir)
+        assert len(failures(lines)) == 1, lines
+        assert failures(lines)[0].startswith(
+            f"✗ gt daemon runs beside the units: PID {locker.pid} holds "
+            f"{town / 'daemon' / 'daemon.lock'} exclusively"), lines
+    finally:
+        locker.kill()
+        locker.wait(timeout=30)
+
     # a split town: an agent of the town runs on the other server
     theirs.tmux("new-session", "-d", "-s", "gt-boot", "-c", str(town / "deacon"),
                 "sleep 600")
@@ -168,6 +182,15 @@ def test_doctor_without_systemd(town: Path, servers: tuple[PrivateTmux, PrivateT
     down = [r for r in rows if r["check"] == "tmux-server"]
     assert down and down[0]["ok"] is False and "systemctl start gastown-tmux" in down[0]["fix"]
     assert code == 1
+
+
+LOCKER = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
 
 
 def _fake_gt_daemon(tmp_path: Path) -> subprocess.Popen[bytes]:
