@@ -80,6 +80,7 @@ def healthy(guest: GuestSystemd) -> list[str]:
 
 def test_healthy_town_passes_as_root_and_as_the_owner(guest: GuestSystemd, town: str) -> None:
     lines = healthy(guest)
+    print("\n".join(lines))  # the figures (exposure) for the log
     assert all(line.startswith(("✓", "    ")) for line in lines), lines
     assert f"✓ town {town} readable (1 rig)" in lines
     assert f"✓ {TMUX} runs as the owner ({OWNER})" in lines

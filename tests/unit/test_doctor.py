@@ -309,3 +309,11 @@ def test_cli_exit_codes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     assert {k: rows[0][k] for k in ("check", "ok")} == {"check": "town", "ok": False}
     assert "rigs.json" in rows[0]["detail"]
     assert any(r["check"] == "systemd" and r["ok"] is False for r in rows)
+
+
+def test_hook_constants_match_what_tmux_ready_sets() -> None:
+    from gastown_units import cli
+
+    assert (dc.EVENT_HOOKS, dc.EVENT_HOOK_INDEX) == (cli.EVENT_HOOKS, cli.EVENT_HOOK_INDEX)
+    assert "--event-file " + dc.EVENT_FILE in Path(
+        __file__).resolve().parents[2].joinpath("systemd", "gastown-tmux.service").read_text()
