@@ -18,6 +18,7 @@ from pathlib import Path
 EXPOSURE_MAX = 6.0
 
 CONF = "/etc/gastown/gastown.conf"
+RIG_CONF = "/etc/gastown/rigs/{rig}.conf"
 RESTART = "systemctl restart gastown.target"
 TMUX_UNIT = "gastown-tmux.service"
 OWNER_DROPIN = "/etc/systemd/system/gastown-.service.d/owner.conf"
@@ -70,6 +71,8 @@ class Tool:
     knob: str  # where it is configured, for the fix (GT_BD_BIN, settings/config.json, ...)
     found: str | None  # the file it resolves to on the units' PATH, or None
     users: tuple[str, ...] = ()  # the roles that run it (runtimes)
+    path: str = ""  # the PATH it was looked up on ('': the town units' PATH)
+    path_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Facts:
     path_source: str = ""  # where that PATH comes from
     tools: tuple[Tool, ...] = ()
     tools_error: str = ""  # e.g. a runtime that cannot be resolved
+    rig_config_errors: tuple[str, ...] = ()  # rigs/<rig>.conf files that cannot be read
     systemd: bool = True  # /run/systemd/system exists
     systemd_error: str = ""  # systemctl could not be asked
     units: Mapping[str, Unit] = field(default_factory=dict)
@@ -169,12 +173,19 @@ def check_tools(facts: Facts) -> list[Check]:
                                 f"install it there, or point {tool.knob} at it, then "
                                 + RESTART))
         else:
+            rig = tool.label.partition(" (rig ")[2].rstrip(")")
+            where = f"{RIG_CONF.format(rig=rig)} or {CONF}" if rig else CONF
             checks.append(Check(
                 tool.label, False,
-                f"{tool.command}{who} not on the units' PATH ({facts.path})",
-                f"add the directory of {tool.command} to PATH in {CONF} (now: "
-                f"{facts.path_source}), or set {tool.knob} to its full path, then "
-                + RESTART))
+                f"{tool.command}{who} not on the units' PATH ({tool.path or facts.path})"
+                + (f" (rig {rig})" if rig else ""),
+                f"add the directory of {tool.command} to PATH in {where} (now: "
+                f"{tool.path_source or facts.path_source}), or set {tool.knob} to its full "
+                "path, then " + RESTART))
+    for error in facts.rig_config_errors:
+        checks.append(Check("rig-config", False, f"rig configuration not readable: {error}",
+                            f"repair the file named (see {RIG_CONF.format(rig='RIG')}), then "
+                            + RESTART))
     if facts.tools_error:
         checks.append(Check("runtime", False, f"runtime not resolved: {facts.tools_error}",
                             "repair the town's or rig's settings/config.json (agent, "

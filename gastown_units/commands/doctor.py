@@ -14,6 +14,7 @@ import pwd
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from gastown_units.config import Settings
-from gastown_units.config_files import layers
+from gastown_units.config_files import DEFAULT_CONFIG, config_file, layers, rig_config_file
 from gastown_units.doctor_checks import (
     DAEMON_UNITS,
     RIG_SUPERVISORS,
@@ -65,11 +66,12 @@ def _systemctl(*args: str) -> runner.Result:
     return runner.run(["systemctl", "--no-pager", *args], timeout=TIMEOUT)
 
 
-def units_path(environ: Mapping[str, str], systemd: bool) -> tuple[str, str]:
+def units_path(environ: Mapping[str, str], systemd: bool, rig: str | None = None
+               ) -> tuple[str, str]:
     """The PATH the units run with and where it comes from: the configuration files'
-    PATH (``EnvironmentFile=``), else the service manager's, else systemd's default.
-    The caller's own PATH is not the units' and is ignored."""
-    for layer in reversed(layers(environ).layers):
+    PATH (``EnvironmentFile=``; a rig's units also read ``rigs/<rig>.conf``), else the
+    service manager's, else systemd's default. The caller's own PATH is not the units'."""
+    for layer in reversed(layers(environ, rig).layers):
         if layer.source != "environment" and "PATH" in layer.values:
             return layer.values["PATH"], f"PATH in {layer.source}"
     if systemd:
@@ -83,6 +85,35 @@ def units_path(environ: Mapping[str, str], systemd: bool) -> tuple[str, str]:
     return SYSTEMD_DEFAULT_PATH, "systemd's default (no PATH in the configuration)"
 
 
+@dataclass(frozen=True)
+class Context:
+    """What one kind of unit sees: the town's units, or one rig's (with its rig file)."""
+
+    rig: str | None
+    settings: Settings
+    path: str
+    source: str
+
+
+def contexts(settings: Settings, rigs: tuple[str, ...], town_path: tuple[str, str],
+             environ: Mapping[str, str], systemd: bool) -> tuple[list[Context], list[str]]:
+    """The town's context, and one per rig that has its own ``rigs/<rig>.conf``; the
+    errors of rig files that cannot be read."""
+    found = [Context(None, settings, *town_path)]
+    errors = []
+    town_file = config_file(environ)
+    for rig in rigs:
+        if not rig_config_file(rig, town_file or DEFAULT_CONFIG).exists():
+            continue
+        try:
+            rig_settings = Settings.load(rig=rig, overrides={"town_root": settings.town_root})
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
+        found.append(Context(rig, rig_settings, *units_path(environ, systemd, rig)))
+    return found, errors
+
+
 def find_tool(command: str, path: str, home: Path | None = None) -> str | None:
     """Where ``command`` resolves for a unit with ``path``; a path must be executable."""
     if "/" in command:
@@ -93,43 +124,56 @@ def find_tool(command: str, path: str, home: Path | None = None) -> str | None:
     return shutil.which(command, path=path)
 
 
-def gather_tools(settings: Settings, town: Town | None, rigs: tuple[str, ...], path: str,
+def gather_tools(views: list[Context], town: Town | None, rigs: tuple[str, ...],
                  home: Path | None) -> tuple[tuple[Tool, ...], str]:
-    tools = [Tool(label, command, knob, find_tool(command, path))
-             for label, command, knob in (("gt", settings.gt_bin, "GT_GT_BIN"),
-                                          ("bd", settings.bd_bin, "GT_BD_BIN"),
-                                          ("tmux", settings.tmux_bin, "GT_TMUX_BIN"))]
+    """gt, bd, tmux and each role's runtime, where the units that run them find them: the
+    town's units, and a rig's units with their own rig file (shown only where they
+    differ from the town's)."""
+    tools: list[Tool] = []
+    base = views[0]
+    own = {v.rig: v for v in views[1:]}
+    for view in views:
+        suffix = f" (rig {view.rig})" if view.rig else ""
+        for label, command, knob in (("gt", view.settings.gt_bin, "GT_GT_BIN"),
+                                     ("bd", view.settings.bd_bin, "GT_BD_BIN"),
+                                     ("tmux", view.settings.tmux_bin, "GT_TMUX_BIN")):
+            if view.rig and (command, view.path) == (getattr(base.settings, f"{label}_bin"),
+                                                     base.path):
+                continue
+            tools.append(Tool(label + suffix, command, knob, find_tool(command, view.path),
+                              path=view.path, path_source=view.source))
     if town is None:
         return tuple(tools), ""
     from gastown_units.town.agents import PRESETS, resolve_agent
     from gastown_units.town.identity import Role
 
-    roles: list[tuple[str, Role, str | None]] = [("deacon", Role.DEACON, None),
-                                                 ("boot", Role.BOOT, None)]
+    roles: list[tuple[str, Role, str | None, Context]] = [
+        ("deacon", Role.DEACON, None, base), ("boot", Role.BOOT, None, base)]
     for rig in rigs:
-        roles += [(f"{rig}/{role}", Role(role), rig) for role in ("witness", "refinery",
-                                                                     "polecat")]
-    runtimes: dict[str, list[str]] = {}
+        roles += [(f"{rig}/{role}", Role(role), rig, own.get(rig, base))
+                  for role in ("witness", "refinery")]
+        roles.append((f"{rig}/polecat", Role.POLECAT, rig, base))  # polecat-health starts it
+    runtimes: dict[tuple[str, str, str], list[str]] = {}
     knobs: dict[str, str] = {}
     errors = []
-    for who, role, of_rig in roles:
+    for who, role, of_rig, view in roles:
         try:
-            agent = resolve_agent(town, role, of_rig, settings.agent_command)
+            agent = resolve_agent(town, role, of_rig, view.settings.agent_command)
         except ValueError as exc:
             errors.append(f"{who}: {exc}")
             continue
         command = "claude" if agent.name == "claude" else agent.argv[0]
-        runtimes.setdefault(command, []).append(who)
+        runtimes.setdefault((command, view.path, view.source), []).append(who)
         knobs[command] = ("GT_AGENT_COMMAND" if agent.name == "override"
                           or agent.name in PRESETS else
                           f"agents.{agent.name}.command in settings/config.json")
-    for command, users in runtimes.items():
+    for (command, path, source), users in runtimes.items():
         found = find_tool(command, path)
         if found is None and command == "claude" and home is not None:
             local = home / ".claude" / "local" / "claude"  # where the keepers look next
             found = str(local) if local.is_file() and os.access(local, os.X_OK) else None
         tools.append(Tool(f"runtime {Path(command).name}", command, knobs[command], found,
-                          tuple(users)))
+                          tuple(users), path=path, path_source=source))
     return tuple(tools), "; ".join(errors[:3])
 
 
@@ -362,7 +406,11 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
     where, why = _attempt(lambda: units_path(os.environ, systemd))
     path, source = where or (SYSTEMD_DEFAULT_PATH, f"unknown ({why})")
     facts["path"], facts["path_source"] = path, source
-    tools, why = _attempt(lambda: gather_tools(settings, town, rigs, path, home))
+    seen, why = _attempt(lambda: contexts(settings, rigs, (path, source), os.environ,
+                                          systemd))
+    views, rig_errors = seen or ([Context(None, settings, path, source)], [why])
+    facts["rig_config_errors"] = tuple(rig_errors)
+    tools, why = _attempt(lambda: gather_tools(views, town, rigs, home))
     facts["tools"], facts["tools_error"] = tools or ((), why)
     if systemd:
         units, facts["systemd_error"] = _attempt(lambda: gather_units(rigs))

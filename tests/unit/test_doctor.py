@@ -317,3 +317,49 @@ def test_hook_constants_match_what_tmux_ready_sets() -> None:
     assert (dc.EVENT_HOOKS, dc.EVENT_HOOK_INDEX) == (cli.EVENT_HOOKS, cli.EVENT_HOOK_INDEX)
     assert "--event-file " + dc.EVENT_FILE in Path(
         __file__).resolve().parents[2].joinpath("systemd", "gastown-tmux.service").read_text()
+
+
+def test_a_rigs_own_configuration_is_what_its_units_see(
+        tmp_path: Path, town: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gastown_units.config import Settings
+    from gastown_units.town.layout import Town
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bd", "gt"):
+        (bindir / tool).write_text("#!/bin/sh\n", encoding="utf-8")
+        (bindir / tool).chmod(0o755)
+    conf = tmp_path / "gastown.conf"
+    conf.write_text(f"GT_TOWN_ROOT={town}\nPATH={bindir}:/usr/bin:/bin\n"
+                    "GT_AGENT_COMMAND=/bin/true\n", encoding="utf-8")
+    (tmp_path / "rigs").mkdir()
+    (tmp_path / "rigs" / "gastown.conf").write_text("PATH=/usr/bin:/bin\n", encoding="utf-8")
+    for key in ("GT_TOWN_ROOT", "GT_AGENT_COMMAND", "GT_BD_BIN", "GT_GT_BIN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GT_CONFIG", str(conf))
+    settings = Settings.load()
+    town_path = gather.units_path({"GT_CONFIG": str(conf)}, systemd=False)
+    views, errors = gather.contexts(settings, ("gastown",), town_path,
+                                    {"GT_CONFIG": str(conf)}, systemd=False)
+    assert errors == [] and [v.rig for v in views] == [None, "gastown"]
+    tools, error = gather.gather_tools(views, Town.open(town), ("gastown",), None)
+    assert error == ""
+    checks = dc.check_tools(dataclasses.replace(healthy(), tools=tools, path=town_path[0],
+                                                path_source=town_path[1]))
+    bad = [c for c in checks if c.ok is False]
+    assert [c.detail for c in bad] == [
+        "gt not on the units' PATH (/usr/bin:/bin) (rig gastown)",
+        "bd not on the units' PATH (/usr/bin:/bin) (rig gastown)"]
+    assert f"/etc/gastown/rigs/gastown.conf or {dc.CONF}" in bad[0].fix
+    assert f"PATH in {tmp_path / 'rigs' / 'gastown.conf'}" in bad[0].fix
+    ok = {c.detail for c in checks if c.ok}
+    assert f"bd on the units' PATH: {bindir / 'bd'}" in ok
+    assert any(d.startswith("runtime true on the units' PATH: /bin/true") for d in ok)
+
+    (tmp_path / "rigs" / "gastown.conf").unlink()
+    (tmp_path / "rigs" / "gastown.conf").mkdir()  # damaged: a directory
+    views, errors = gather.contexts(settings, ("gastown",), town_path,
+                                    {"GT_CONFIG": str(conf)}, systemd=False)
+    assert len(views) == 1 and len(errors) == 1 and "gastown.conf" in errors[0]
+    bad_conf = dc.check_tools(dataclasses.replace(healthy(), rig_config_errors=tuple(errors)))
+    assert [c.ok for c in bad_conf if c.name == "rig-config"] == [False]
