@@ -155,12 +155,12 @@ def gather_tools(views: list[Context], town: Town | None, rigs: tuple[str, ...],
         roles.append((f"{rig}/polecat", Role.POLECAT, rig, base))  # polecat-health starts it
     runtimes: dict[tuple[str, str, str], list[str]] = {}
     knobs: dict[str, str] = {}
-    errors = []
+    errors: dict[str, list[str]] = {}  # why -> the roles it stops
     for who, role, of_rig, view in roles:
         try:
             agent = resolve_agent(town, role, of_rig, view.settings.agent_command)
         except ValueError as exc:
-            errors.append(f"{who}: {exc}")
+            errors.setdefault(str(exc), []).append(who)
             continue
         command = "claude" if agent.name == "claude" else agent.argv[0]
         runtimes.setdefault((command, view.path, view.source), []).append(who)
@@ -174,7 +174,9 @@ def gather_tools(views: list[Context], town: Town | None, rigs: tuple[str, ...],
             found = str(local) if local.is_file() and os.access(local, os.X_OK) else None
         tools.append(Tool(f"runtime {Path(command).name}", command, knobs[command], found,
                           tuple(users), path=path, path_source=source))
-    return tuple(tools), "; ".join(errors[:3])
+    return tuple(tools), "; ".join(f"{why} (for {', '.join(who[:4])}"
+                                   f"{' and more' if len(who) > 4 else ''})"
+                                   for why, who in list(errors.items())[:3])
 
 
 def parse_show(text: str) -> dict[str, Unit]:
@@ -458,7 +460,11 @@ def doctor(town_root: Path | None, as_json: bool) -> None:
                       "is read)")
         _show([check], as_json)
         raise SystemExit(EX_CONFIG) from None
-    checks = run_checks(gather(settings))
+    try:
+        checks = run_checks(gather(settings))
+    except Exception as exc:  # noqa: BLE001 - every step is contained; this is the net
+        checks = [Check("doctor", False, f"doctor failed: {type(exc).__name__}: {exc}",
+                        "report this as a bug of gastown-units")]
     _show(checks, as_json)
     raise SystemExit(exit_code(checks))
 
