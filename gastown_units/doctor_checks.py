@@ -247,6 +247,7 @@ def check_tmux_host(facts: Facts) -> list[Check]:
         checks.append(Check("tmux-server", False,
                             f"tmux server at {tmux.where} does not answer: {why}",
                             f"systemctl start {TMUX_UNIT}; check GT_TMUX_SOCKET in {CONF}"))
+        checks.append(_split_town(facts))  # the other servers were asked all the same
         return checks
     checks.append(Check("tmux-server", True, f"tmux server answers at {tmux.where}"))
     missing = [h for h in EVENT_HOOKS if not _has_hook(tmux.hooks, h)]
