@@ -193,16 +193,20 @@ def _rig_operational(town: Town, rig: str) -> bool | None:
         return None
 
 
-def unit_rows(rigs: list[str], timeout: float) -> list[UnitRow] | None:
-    """The supervisor units' state; None when systemd does not run here."""
+def unit_rows(rigs: list[str], timeout: float) -> tuple[list[UnitRow] | None, str | None]:
+    """The supervisor units' state, or None and why not: systemd does not run here, or
+    ``systemctl`` cannot answer this user (no D-Bus system bus for a non-root user)."""
     if not Path("/run/systemd/system").is_dir():
-        return None
+        return None, None
     names = [*TOWN_UNITS, SWEEP_UNIT, *(u.format(r) for r in rigs for u in RIG_UNITS)]
     try:
         result = runner.run(["systemctl", "show", f"--property={','.join(_UNIT_PROPS)}",
                              "--", *names], timeout=timeout)
     except GastownError as exc:
-        return [UnitRow(n, "unknown", "", "", f"systemctl failed: {exc}") for n in names]
+        return None, f"units not checked: {exc}"
+    if not result.ok or not result.stdout.strip():
+        return None, (f"units not checked: systemctl show failed ({result.error_line()}); "
+                      "run status as root to see them")
     rows: dict[str, UnitRow] = {}
     for block in result.stdout.split("\n\n"):
         props = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
@@ -215,7 +219,8 @@ def unit_rows(rigs: list[str], timeout: float) -> list[UnitRow] | None:
         rows[name] = UnitRow(name, active, props.get("SubState", ""),
                              props.get("UnitFileState", ""), props.get("StatusText", ""),
                              expected=name != SWEEP_UNIT)
-    return [rows.get(n, UnitRow(n, "unknown", "", "", "not shown by systemctl")) for n in names]
+    return [rows.get(n, UnitRow(n, "unknown", "", "", "not shown by systemctl"))
+            for n in names], None
 
 
 def collect(settings: Settings, *, units: bool = True) -> Report:
@@ -256,7 +261,9 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
         report.agents.append(AgentRow(who, state, pane[0], pane[1], _uptime(pane[0], now),
                                       **extra))
     if units:
-        report.units = unit_rows(rigs, settings.tmux_timeout)
+        report.units, note = unit_rows(rigs, settings.tmux_timeout)
+        if note:
+            report.notes.append(note)
     return report
 
 
@@ -291,7 +298,8 @@ def render(report: Report) -> list[str]:
                      f"{r.pid or '-':>7} {duration(r.uptime):>7} {r.restarts:>8}  "
                      f"{r.backoff or '-':12} {held}")
     if report.units is None:
-        lines.append("units: systemd is not running here (not checked)")
+        if not any(n.startswith("units not checked") for n in report.notes):
+            lines.append("units: systemd is not running here (not checked)")
     else:
         lines.append(f"{'UNIT':36} {'STATE':10} {'ENABLED':9} LAST STATUS")
         for u in report.units:
