@@ -130,12 +130,14 @@ def rigs_path_dropin(rigs_json: Path) -> str:
             "change.\n[Path]\n" f"PathChanged={shown.replace('%', '%%')}\n")
 
 
-def service_path(tools: Iterable[str], login_path: str) -> str:
+def service_path(tools: Iterable[str], login_path: str, configured: str = "") -> str:
     """PATH for the services and agents: the tools' directories first, then the login
-    PATH's absolute directories, then the system directories; no duplicates."""
+    PATH's absolute directories, then those of the PATH configured so far (an operator's
+    additions stay), then the system directories; no duplicates. Feeding the result back
+    in as ``configured`` gives the same PATH (a second setup changes nothing)."""
     dirs: list[str] = []
     for each in [*(str(Path(t).parent) for t in tools), *login_path.split(":"),
-                 *SYSTEM_PATH]:
+                 *configured.split(":"), *SYSTEM_PATH]:
         if each.startswith("/") and each not in dirs and "\n" not in each:
             dirs.append(each)
     return ":".join(dirs)
@@ -193,11 +195,13 @@ class Plan:
 
 
 def plan_setup(files: Mapping[Path, tuple[str | None, str]], units: Sequence[str],
-               states: Mapping[str, UnitState]) -> Plan:
+               states: Mapping[str, UnitState],
+               restarts: Mapping[Path, str] | None = None) -> Plan:
     """What setup has to do: the files whose content differs, then ``daemon-reload`` (if a
-    file changes), ``enable`` of the units not enabled, a restart of gastown.target if
-    the configuration of running supervisors changes (gastown-tmux.service is never
-    restarted: it would end every agent), ``start`` of the units not active."""
+    file changes), ``enable`` of the units not enabled, a restart of the running unit
+    that a changed file configures (``restarts``: path -> unit; gastown.target for any
+    other file; gastown-tmux.service is never restarted: it would end every agent),
+    ``start`` of the units not active."""
     changes = tuple(FileChange(path, old, new) for path, (old, new) in files.items()
                     if old != new)
     commands: list[tuple[str, ...]] = []
@@ -208,9 +212,16 @@ def plan_setup(files: Mapping[Path, tuple[str | None, str]], units: Sequence[str
     if to_enable:
         commands.append(("enable", *to_enable))
     running = [u for u in units if states[u].active]
-    if changes and "gastown.target" in running:
-        commands.append(("restart", "gastown.target"))
-        if "gastown-tmux.service" in running:
+    to_restart: list[str] = []
+    for change in changes:
+        unit = (restarts or {}).get(change.path, "gastown.target")
+        if unit in running and unit not in to_restart:
+            to_restart.append(unit)
+    if "gastown.target" in to_restart:  # restarts the rigs' path unit with it
+        to_restart = ["gastown.target"]
+    if to_restart:
+        commands.append(("restart", *to_restart))
+        if "gastown.target" in to_restart and "gastown-tmux.service" in running:
             notes.append("gastown-tmux.service keeps running with its old settings (a "
                          "restart would end every agent): restart it when convenient")
     to_start = [u for u in units if not states[u].active]
@@ -332,6 +343,7 @@ class Desired:
     rigs: tuple[str, ...]
     files: dict[Path, tuple[str | None, str]]
     tools: dict[str, str]
+    restarts: dict[Path, str]
 
 
 def desired(town_root: Path, owner: Owner, conf: Path, unit_dir: Path,
@@ -354,14 +366,16 @@ def desired(town_root: Path, owner: Owner, conf: Path, unit_dir: Path,
             raise ConfigError(f"{name} not found on the PATH of {owner.name} ({path}); "
                               f"install it, or name its directory with --path")
         tools[name] = found
-    values = {"GT_TOWN_ROOT": str(town.root), "PATH": service_path(tools.values(), path)}
+    values = {"GT_TOWN_ROOT": str(town.root),
+              "PATH": service_path(tools.values(), path, current.get("PATH", ""))}
     files = {
         conf: (conf_text, merge_conf(conf_text or "", values)),
         unit_dir / OWNER_DROPIN: (_read(unit_dir / OWNER_DROPIN), owner_dropin(owner.name)),
         unit_dir / RIGS_PATH_DROPIN: (_read(unit_dir / RIGS_PATH_DROPIN),
                                       rigs_path_dropin(town.rigs_json)),
     }
-    return Desired(town, rigs, files, tools)
+    return Desired(town, rigs, files, tools,
+                   {unit_dir / RIGS_PATH_DROPIN: "gastown-rigs.path"})
 
 
 def _units(rigs: Iterable[str]) -> list[str]:
@@ -392,7 +406,7 @@ def setup_cmd(town_root: Path, user: str, dry_run: bool, path_override: str | No
     for name, where in want.tools.items():
         click.echo(f"found {name}: {where}")
     units = _units(want.rigs)
-    plan = plan_setup(want.files, units, _states(units))
+    plan = plan_setup(want.files, units, _states(units), want.restarts)
     if plan.empty:
         click.echo(f"nothing to change: {want.town.root} is set up for {owner.name} "
                    f"({len(want.rigs)} rig(s)), every unit enabled and active")

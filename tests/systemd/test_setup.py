@@ -217,8 +217,8 @@ def test_restarting_gastown_target_keeps_every_rig_supervised(guest: GuestSystem
                                    what=f"{unit} stopped with gastown.target")
                 assert _active(guest, "gastown-tmux.service")
         for unit in rig_units:
-            guest.wait_for(lambda unit=unit: _active(guest, unit)
-                           and _main_pid(guest, unit) not in ("0", before[unit]),
+            guest.wait_for(lambda unit=unit, old=before[unit]: _active(guest, unit)
+                           and _main_pid(guest, unit) not in ("0", old),
                            timeout=60, what=f"{unit} back after {' + '.join(action)}")
         assert _active(guest, "gastown.target")
         assert _main_pid(guest, "gastown-tmux.service") == tmux

@@ -9,8 +9,10 @@ import pytest
 
 from gastown_units.cli import main
 from gastown_units.commands.setup import (
+    _MARKER,
     TOWN_UNITS,
     UnitState,
+    _marked_path,
     agent_programs,
     conf_values,
     env_value,
@@ -72,6 +74,16 @@ def test_service_path_tools_first_no_duplicates_absolute_only() -> None:
                          "/usr/local/bin/gt"], "/home/al/bin:.:/usr/bin:relative::/bin")
     assert path == ("/home/al/.local/bin:/usr/local/bin:/home/al/bin:/usr/bin:/bin:"
                     "/usr/local/sbin:/usr/sbin:/sbin")
+    # an operator's own directories stay, and a second run gives the same PATH
+    first = service_path(["/opt/t/gt"], "/usr/bin:/bin", "/srv/extra:/usr/bin")
+    assert first == "/opt/t:/usr/bin:/bin:/srv/extra:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin"
+    assert service_path(["/opt/t/gt"], "/usr/bin:/bin", first) == first
+
+
+def test_the_login_path_is_read_from_the_marked_line_only() -> None:
+    noise = f"Welcome!\nPATH=/evil\n{_MARKER}/home/a/bin:/usr/bin\nbye\n"
+    assert _marked_path(noise) == "/home/a/bin:/usr/bin"
+    assert _marked_path("PATH=/usr/bin\n") is None
 
 
 def test_find_tool_on_path_and_claudes_own_place(tmp_path: Path) -> None:
@@ -112,7 +124,7 @@ def test_plan_of_a_fresh_machine_and_of_a_second_run() -> None:
     plan = plan_setup(files, units, _states(set(), set(), units))
     assert [c.path for c in plan.files] == [conf, dropin]
     assert plan.commands == (("daemon-reload",), ("enable", *units), ("start", *units))
-    assert "create /etc/x/owner.conf:\n    [Service]\n    User=a\n" == plan.files[1].describe()
+    assert plan.files[1].describe() == "create /etc/x/owner.conf:\n    [Service]\n    User=a\n"
     assert "+GT_TOWN_ROOT=/t" in plan.files[0].describe()
     done = {p: (new, new) for p, (_, new) in files.items()}
     again = plan_setup(done, units, _states(set(units), set(units), units))
@@ -131,6 +143,12 @@ def test_plan_restarts_the_target_never_the_tmux_host_on_a_changed_config() -> N
     plan = plan_setup(same, units, _states(set(units), set(units) - {"gastown-rigs.path"},
                                            units))
     assert plan.commands == (("start", "gastown-rigs.path"),)
+    # only the rigs.path drop-in changed: only that unit is restarted
+    dropin = Path("/etc/systemd/system/gastown-rigs.path.d/town.conf")
+    plan = plan_setup({dropin: ("a\n", "b\n")}, units,
+                      _states(set(units), set(units), units), {dropin: "gastown-rigs.path"})
+    assert plan.commands == (("daemon-reload",), ("restart", "gastown-rigs.path"))
+    assert not plan.notes
 
 
 def test_agent_programs_follow_the_town_settings(tmp_path: Path) -> None:
