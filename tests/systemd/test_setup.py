@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -240,6 +241,21 @@ def test_a_sweep_whose_restart_fails_leaves_the_unit_not_failed(guest: GuestSyst
     assert (shown["ActiveState"], shown["Result"]) == ("inactive", "success"), shown
     assert guest.systemctl("is-failed", unit, check=False).stdout.strip() != "failed"
     assert "worktree missing" in guest.journal("-u", unit, "-o", "cat")
+
+
+def test_a_package_upgrade_keeps_the_tmux_host_and_every_agent(
+        guest: GuestSystemd, town: str, deb_path: Path) -> None:
+    agents = _agents(guest)
+    tmux = guest.show("gastown-tmux.service", "MainPID", "NRestarts")
+    guest.install_deb(deb_path, reinstall=True)  # postinst configure OLD-VERSION
+    assert guest.show("gastown-tmux.service", "MainPID", "NRestarts") == tmux
+    for unit in ("gastown.target", "gastown-witness@alpha.service",
+                 "gastown-refinery@alpha.service", "gastown-deacon-keeper.service",
+                 "gastown-rigs.path"):
+        guest.wait_for(lambda unit=unit: _active(guest, unit), timeout=60,
+                       what=f"{unit} active after the upgrade")
+    assert {s: _agent(guest, s) for s in agents} == agents
+    assert "nothing to change" in _setup(guest, town).stdout
 
 
 def test_stopping_the_tmux_host_says_which_sessions_it_ends(guest: GuestSystemd,
