@@ -52,7 +52,7 @@ TOWN_UNITS = ("gastown-tmux.service", "gastown-deacon-keeper.service",
 
 _MARKER = "__GASTOWN_UNITS_PATH__="
 _PATH_SCRIPT = f'printf "\\n{_MARKER}%s\\n" "$PATH"'
-_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]*\$?", re.ASCII)
+_USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?", re.ASCII)
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@%+,=~-]*", re.ASCII)
 
 
