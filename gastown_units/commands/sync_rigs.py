@@ -32,6 +32,9 @@ from gastown_units.town.names import valid_name
 log = logging.getLogger(__name__)
 
 WANTS_DIR = Path("/etc/systemd/system/gastown.target.wants")
+#: Named in the rig units' Also=: ``systemctl disable`` of a rig unit disables these too,
+#: so a removal enables again those of them that were enabled before it.
+ALSO_UNITS = ("gastown.target", "gastown-tmux.service")
 TARGET_PREFIX, TARGET_SUFFIX = "gastown-rig@", ".target"
 
 
@@ -131,8 +134,12 @@ def apply(changes: RigChanges) -> int:
                       "alone)"))
     failures = 0
     for rig, argv, done in steps:
+        keep = [u for u in ALSO_UNITS if argv[0] == "disable" and systemctl.is_enabled(u)]
         try:
             systemctl.run(argv)
+            lost = [u for u in keep if not systemctl.is_enabled(u)]
+            if lost:
+                systemctl.run(("enable", *lost))
         except GastownError as exc:
             failures += 1
             log.error("rig %s: %s", rig, exc)

@@ -100,7 +100,7 @@ def test_documentation_links_of_every_unit_work(guest: GuestSystemd) -> None:
         shown = unit.replace("@.", "@x.")
         links = guest.show(shown, "Documentation")["Documentation"].split()
         assert links, f"{unit} has no Documentation="
-        for link in links:
+        for link in (each.strip('"') for each in links):
             if link.startswith("file://"):
                 target = link.removeprefix("file://")
             elif link.startswith("man:"):

@@ -179,6 +179,9 @@ def test_rigs_follow_rigs_json(guest: GuestSystemd, town: str) -> None:
                            ).stdout.strip() == "disabled"
     log = guest.journal("-u", "gastown-rigs.service", "-o", "cat")
     assert log.count("rig beta is gone from rigs.json: stopped and disabled") == 1, log
+    # disabling a rig unit disables its Also= units too: the town's stay enabled
+    for unit in TOWN_UNITS:
+        assert guest.systemctl("is-enabled", unit).stdout.strip() == "enabled", unit
     # sync-rigs touches units only: every agent, the gone rig's too, still runs
     assert {s: _agent(guest, s) for s in beta} == beta
     assert {s: _agent(guest, s) for s in kept} == kept
@@ -255,7 +258,8 @@ def test_a_package_upgrade_keeps_the_tmux_host_and_every_agent(
         guest.wait_for(lambda unit=unit: _active(guest, unit), timeout=60,
                        what=f"{unit} active after the upgrade")
     assert {s: _agent(guest, s) for s in agents} == agents
-    assert "nothing to change" in _setup(guest, town).stdout
+    again = _setup(guest, town)
+    assert "nothing to change" in again.stdout, again.stdout
 
 
 def test_stopping_the_tmux_host_says_which_sessions_it_ends(guest: GuestSystemd,
