@@ -116,9 +116,18 @@ def merge_conf(text: str, values: Mapping[str, str]) -> str:
     return "".join(f"{each}\n" for each in lines)
 
 
-def owner_dropin(user: str) -> str:
-    return ("# Written by gastown-units setup: every gastown-*.service runs as the town's "
-            "owner.\n[Service]\n" f"User={user}\n")
+def owner_dropin(user: str, old: str | None = None) -> str:
+    """The owner drop-in; an existing one (``old``) keeps every line but its ``User=``."""
+    if old is None:
+        return ("# Written by gastown-units setup: every gastown-*.service runs as the "
+                "town's owner.\n[Service]\n" f"User={user}\n")
+    lines = old.splitlines()
+    users = [i for i, line in enumerate(lines) if re.match(r"\s*User\s*=", line)]
+    if users:
+        lines[users[-1]] = f"User={user}"
+    else:
+        lines += ["[Service]", f"User={user}"]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def rigs_path_dropin(rigs_json: Path) -> str:
@@ -212,21 +221,29 @@ def plan_setup(files: Mapping[Path, tuple[str | None, str]], units: Sequence[str
     if to_enable:
         commands.append(("enable", *to_enable))
     running = [u for u in units if states[u].active]
+    # Supervisors running with the old settings: restarting gastown.target restarts every
+    # one of them (they are PartOf= it), first if it is active, else once it is started.
+    supervisors = [u for u in running if u != "gastown-tmux.service"]
     to_restart: list[str] = []
     for change in changes:
         unit = (restarts or {}).get(change.path, "gastown.target")
-        if unit in running and unit not in to_restart:
+        if (unit == "gastown.target" and supervisors) or unit in running:
             to_restart.append(unit)
     if "gastown.target" in to_restart:  # restarts the rigs' path unit with it
         to_restart = ["gastown.target"]
-    if to_restart:
-        commands.append(("restart", *to_restart))
-        if "gastown.target" in to_restart and "gastown-tmux.service" in running:
-            notes.append("gastown-tmux.service keeps running with its old settings (a "
-                         "restart would end every agent): restart it when convenient")
+    to_restart = list(dict.fromkeys(to_restart))
     to_start = [u for u in units if not states[u].active]
+    if to_restart and all(u in running for u in to_restart):
+        commands.append(("restart", *to_restart))
+        to_restart = []
     if to_start:
         commands.append(("start", *to_start))
+    if to_restart:
+        commands.append(("restart", *to_restart))
+    if "gastown.target" in (c[1] for c in commands if c[0] == "restart") \
+            and "gastown-tmux.service" in running:
+        notes.append("gastown-tmux.service keeps running with its old settings (a "
+                     "restart would end every agent): restart it when convenient")
     return Plan(changes, tuple(commands), tuple(notes))
 
 
@@ -368,9 +385,10 @@ def desired(town_root: Path, owner: Owner, conf: Path, unit_dir: Path,
         tools[name] = found
     values = {"GT_TOWN_ROOT": str(town.root),
               "PATH": service_path(tools.values(), path, current.get("PATH", ""))}
+    owner_text = _read(unit_dir / OWNER_DROPIN)
     files = {
         conf: (conf_text, merge_conf(conf_text or "", values)),
-        unit_dir / OWNER_DROPIN: (_read(unit_dir / OWNER_DROPIN), owner_dropin(owner.name)),
+        unit_dir / OWNER_DROPIN: (owner_text, owner_dropin(owner.name, owner_text)),
         unit_dir / RIGS_PATH_DROPIN: (_read(unit_dir / RIGS_PATH_DROPIN),
                                       rigs_path_dropin(town.rigs_json)),
     }
@@ -404,7 +422,7 @@ def setup_cmd(town_root: Path, user: str, dry_run: bool, path_override: str | No
                           "(or try --dry-run)")
     want = desired(town_root, owner, conf, unit_dir, path_override)
     for name, where in want.tools.items():
-        click.echo(f"found {name}: {where}")
+        click.echo(f"found {where}" if name == where else f"found {name}: {where}")
     units = _units(want.rigs)
     plan = plan_setup(want.files, units, _states(units), want.restarts)
     if plan.empty:

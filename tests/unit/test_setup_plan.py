@@ -105,6 +105,12 @@ def test_find_tool_on_path_and_claudes_own_place(tmp_path: Path) -> None:
 
 def test_dropins() -> None:
     assert owner_dropin("alice").endswith("[Service]\nUser=alice\n")
+    # an existing drop-in (the README's by-hand one, or the operator's) keeps its lines
+    assert owner_dropin("alice", "[Service]\nUser=alice\n") == "[Service]\nUser=alice\n"
+    assert owner_dropin("alice", "[Service]\nUser=bob\nGroup=gt") == \
+        "[Service]\nUser=alice\nGroup=gt\n"
+    assert owner_dropin("alice", "[Service]\nNice=5\n") == \
+        "[Service]\nNice=5\n[Service]\nUser=alice\n"
     assert rigs_path_dropin(Path("/home/a/gt/mayor/rigs.json")).endswith(
         "[Path]\nPathChanged=/home/a/gt/mayor/rigs.json\n")
     assert "PathChanged=/t/50%%/rigs.json" in rigs_path_dropin(Path("/t/50%/rigs.json"))
@@ -149,6 +155,16 @@ def test_plan_restarts_the_target_never_the_tmux_host_on_a_changed_config() -> N
                       _states(set(units), set(units), units), {dropin: "gastown-rigs.path"})
     assert plan.commands == (("daemon-reload",), ("restart", "gastown-rigs.path"))
     assert not plan.notes
+    # supervisors run, gastown.target does not (enabled one by one, by hand): the target
+    # is started, then restarted so that every running supervisor gets the new settings
+    running = {"gastown-tmux.service", "gastown-deacon-keeper.service"}
+    plan = plan_setup(files, units, _states(set(units), running, units))
+    assert plan.commands[0] == ("daemon-reload",)
+    assert plan.commands[1][0] == "start" and "gastown.target" in plan.commands[1]
+    assert plan.commands[2] == ("restart", "gastown.target")
+    # only the tmux host runs: nothing to restart
+    plan = plan_setup(files, units, _states(set(units), {"gastown-tmux.service"}, units))
+    assert [c[0] for c in plan.commands] == ["daemon-reload", "start"]
 
 
 def test_agent_programs_follow_the_town_settings(tmp_path: Path) -> None:
