@@ -109,6 +109,20 @@ def test_dry_run_prints_every_change_and_changes_nothing(guest: GuestSystemd,
     assert _state(guest) == before
 
 
+def test_the_login_path_of_an_account_without_a_login_shell(guest: GuestSystemd,
+                                                            town: str) -> None:
+    """runuser -l fails for a nologin account: its ~/.profile is read by sh -l instead."""
+    guest.run(["useradd", "-m", "-s", "/usr/sbin/nologin", "frank"])
+    guest.run(["mkdir", "-p", "/home/frank/.local/bin"], user="frank")
+    guest.run(["ln", "-s", f"{STANDIN_DIR}/agent", "/home/frank/.local/bin/claude"],
+              user="frank")
+    before = _state(guest)
+    result = _setup(guest, town, "--dry-run", user="frank")
+    assert result.returncode == 0, result.stderr
+    assert "found claude: /home/frank/.local/bin/claude" in result.stdout
+    assert _state(guest) == before
+
+
 def test_setup_refuses_a_missing_town_user_or_tool(guest: GuestSystemd, town: str) -> None:
     before = _state(guest)
     for args, user, message in (
