@@ -286,3 +286,17 @@ def test_stopping_the_tmux_host_says_which_sessions_it_ends(guest: GuestSystemd,
     assert line is not None, log
     for session in AGENTS:
         assert session in line, line
+
+
+def test_purge_removes_what_setup_wrote(guest: GuestSystemd, town: str) -> None:
+    guest.write_file("/etc/systemd/system/gastown-.service.d/mine.conf",
+                     "[Service]\nNice=5\n")  # the operator's own: kept
+    guest.run(["apt-get", "purge", "-y", "gastown-units"],
+              env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)
+    for path in (OWNER_DROPIN, "/etc/systemd/system/gastown-rigs.path.d", CONF,
+                 "/etc/systemd/system/gastown.target.wants"):
+        assert guest.run(["test", "-e", path], check=False).returncode != 0, path
+    assert guest.read_file("/etc/systemd/system/gastown-.service.d/mine.conf")
+    dangling = guest.run(["find", "/etc/systemd/system", "-xtype", "l", "-name", "gastown*"]
+                         ).stdout
+    assert dangling == "", dangling
