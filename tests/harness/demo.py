@@ -2,7 +2,8 @@
 
 Boots a guest systemd over an overlay of this machine (nothing on the host changes),
 installs the package, creates the town owner ``alice`` and a town, enables the Deacon
-keeper the way the README says, then shows what an operator would see and breaks things
+keeper the way the README's manual steps say (and the rest with ``gastown-units setup``),
+then shows what an operator would see and breaks things
 on purpose: a crashed agent, ``kill -9`` of the supervisor, a hung supervisor.
 """
 
@@ -103,10 +104,9 @@ def main() -> int:
         print(f"agent PID still {deacon_pid(guest)}")
         show(guest, "systemctl", "start", UNIT)
 
-        say("the rest of the town: rig services, polecat health (event path), lifecycle mail")
-        show(guest, "systemctl", "enable", "--now", "gastown-rig@gastown.target",
-             "gastown-polecat-health.path", "gastown-polecat-health.timer",
-             "gastown-lifecycle-mail.service")
+        say("the rest of the town in one command: gastown-units setup (rig services, "
+            "polecat health, lifecycle mail, rigs that follow mayor/rigs.json)")
+        show(guest, "gastown-units", "setup", "--town", town, "--user", OWNER)
         polecat = polecat_pid(guest)
         guest.wait_for(lambda: {"gt-gastown-witness", "gt-gastown-refinery"} <= set(
             tmux_panes(guest, OWNER)), timeout=90, what="rig agents")
@@ -136,6 +136,7 @@ def main() -> int:
         show(guest, "journalctl", "--no-pager", "GT_RIG=gastown", "-n", "12")
         show(guest, "journalctl", "--no-pager", "GT_ROLE=polecat", "-n", "8")
         show(guest, "systemctl", "list-units", "--no-pager", "gastown*")
+        show(guest, "systemctl", "list-units", "--failed", "--no-pager", "gastown*")
         if args.keep:
             print(f"\nThe guest is running. Enter it with:\n"
                   f"  nsenter -t {guest.pid1} -m -u -i -p -r -w /bin/bash\n"

@@ -95,6 +95,38 @@ def test_upgrade_keeps_tmux_running(guest: GuestSystemd, deb_path: Path) -> None
     guest.systemctl("stop", unit)
 
 
+def test_documentation_links_of_every_unit_work(guest: GuestSystemd) -> None:
+    for unit in unit_names(guest, templates=True):
+        shown = unit.replace("@.", "@x.")
+        links = guest.show(shown, "Documentation")["Documentation"].split()
+        assert links, f"{unit} has no Documentation="
+        for link in (each.strip('"') for each in links):
+            if link.startswith("file://"):
+                target = link.removeprefix("file://")
+            elif link.startswith("man:"):
+                page, _, section = link.removeprefix("man:").rstrip(")").partition("(")
+                target = f"/usr/share/man/man{section}/{page}.{section}.gz"
+            else:
+                raise AssertionError(f"{unit}: unexpected Documentation= link {link}")
+            assert guest.run(["test", "-f", target], check=False).returncode == 0, \
+                f"{unit}: {link} -> {target} is not installed"
+
+
+def test_bash_completion_is_installed(guest: GuestSystemd) -> None:
+    path = "/usr/share/bash-completion/completions/gastown-units"
+    script = guest.read_file(path)
+    assert "_GASTOWN_UNITS_COMPLETE=bash_complete" in script
+    words = guest.run(["bash", "-c", f"source {path}; COMP_WORDS=(gastown-units se); "
+                       "COMP_CWORD=1; _gastown_units_completion gastown-units; "
+                       'echo "${COMPREPLY[@]}"'], env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    assert "setup" in words, words
+
+
+def test_a_sweep_that_exits_1_is_a_success_78_is_not(guest: GuestSystemd) -> None:
+    shown = guest.show("gastown-polecat-health.service", "SuccessExitStatus")
+    assert shown["SuccessExitStatus"].split() == ["1"], shown
+
+
 def test_remove_stops_units_and_works_cleanly(guest: GuestSystemd) -> None:
     guest.systemctl("start", "gastown.target")
     assert guest.show("gastown.target", "ActiveState")["ActiveState"] == "active"
