@@ -293,6 +293,12 @@ def show_config(rig: str | None) -> None:
                    f"{knob.help}")
 
 
+from gastown_units.commands import agents as _agents  # noqa: E402 - needs cli defined
+
+for _command in _agents.COMMANDS:
+    cli.add_command(_command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising."""
     try:
