@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,3 +225,17 @@ def test_a_held_dead_polecat_is_not_restarted_counted_or_mailed(tmp_path: Path) 
     step = plan.polecats[0]
     assert step.act is Act.RESTART
     assert "no longer held" in step.logs[0][1]
+
+
+@pytest.mark.skipif(shutil.which("journalctl") is None, reason="no journalctl")
+def test_logs_runs_journalctl_and_names_the_units(tmp_path: Path) -> None:
+    root = make_town(tmp_path / "town")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GT_")}
+    env.update(GT_CONFIG="", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run([sys.executable, "-m", "gastown_units", "logs", "gastown/nux",
+                             "-n", "3", "--town", str(root)], capture_output=True, text=True,
+                            timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert ("journal entries about gastown/nux (gt-gastown-nux), logged by: "
+            "gastown-polecat-health.service, gastown-witness@gastown.service, "
+            "gastown-lifecycle-mail.service") in result.stderr
+    assert "Traceback" not in result.stderr
