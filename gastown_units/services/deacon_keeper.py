@@ -39,6 +39,7 @@ class PassReport:
     actions: list[tuple[str, str]] = field(default_factory=list)  # (last_action, target)
     notes: list[str] = field(default_factory=list)
     split: str = ""  # the Deacon runs on another tmux server: why nothing was started
+    deacon_held: bool = False  # an operator holds the Deacon: Boot's triage is not ours
 
     def did(self, action: str, target: str) -> None:
         self.actions.append((action, target))
@@ -70,7 +71,11 @@ class DeaconKeeper(TownService):
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)
         ctx.progress()
-        if not report.split:  # the town runs elsewhere: its Boot is not ours to spawn
+        # The town runs elsewhere: its Boot is not ours to spawn. The Deacon is held: Boot's
+        # triage would act on it (gt deacon restart) behind the operator's back.
+        if not report.deacon_held and not report.split:  # a running Deacon may be held too
+            report.deacon_held = self.actor.operator_hold(DEACON, "triaging") is not None
+        if not report.split and not report.deacon_held:
             with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
                 self._ensure_boot(snap, report, ctx)
         ctx.progress()
@@ -100,7 +105,8 @@ class DeaconKeeper(TownService):
             return snap
         self._held_logged = None
         if kept.outcome is Kept.ON_HOLD:  # the actor logged it once per hold
-            report.notes.append(f"deacon {kept.detail}: not started")
+            report.deacon_held = True
+            report.notes.append(f"deacon {kept.detail}: not started, Boot not spawned")
             return snap
         if kept.outcome is Kept.ELSEWHERE:  # the actor logged it once per incident
             report.split = kept.detail

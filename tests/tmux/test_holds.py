@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from gastown_units.services.profiles import Reason
 from gastown_units.town.holds import write_hold
 from gastown_units.town.identity import DEACON, Role
 from tests.harness import keeper
+from tests.harness.gitrig import age_worktree
 from tests.harness.poll import poll_until
 from tests.harness.tmux_server import PrivateTmux
 from tests.harness.town import AGENT, STANDINS, agent_record
@@ -92,6 +94,19 @@ def test_held_boot_is_not_spawned(town: Path, tmux_server: PrivateTmux) -> None:
     assert result.returncode == 0, result.stderr
     assert "gt-boot" not in tmux_server.sessions()
     assert "hq-deacon" in tmux_server.sessions()  # only the held agent is left alone
+
+
+def test_held_deacon_gets_no_boot_triage(town: Path, tmux_server: PrivateTmux) -> None:
+    """Boot's triage would restart the Deacon behind the operator's back."""
+    first = keeper.run_once("deacon-keeper", town, tmux_server.socket)
+    assert first.returncode == 0, first.stderr
+    pid, _ = tmux_server.pane("hq-deacon")
+    tmux_server.tmux("kill-session", "-t", "=gt-boot", check=False)
+    hold(town, tmux_server, "deacon")
+    result = keeper.run_once("deacon-keeper", town, tmux_server.socket)
+    assert result.returncode == 0, result.stderr
+    assert "gt-boot" not in tmux_server.sessions()
+    assert tmux_server.pane("hq-deacon")[0] == pid
 
 
 def test_hold_written_after_the_snapshot_is_honoured_after_the_lock(
@@ -175,6 +190,19 @@ def test_witness_leaves_a_held_polecats_shutdown_request_for_the_release(
     done = keeper.run_once("witness", town, tmux_server.socket, "--rig", RIG)
     assert done.returncode == 0, done.stderr
     assert NUX not in tmux_server.sessions() and witness_inbox(town) == []
+
+
+def test_witness_does_not_nudge_a_held_stuck_polecat(town: Path,
+                                                    tmux_server: PrivateTmux) -> None:
+    tree = polecat(town, tmux_server, "nux")
+    hold(town, tmux_server, f"{RIG}/nux")
+    age_worktree(tree, time.time() - 2 * 3600)
+    result = keeper.run_once("witness", town, tmux_server.socket, "--rig", RIG,
+                             "--stuck-threshold", "60", "--ladder-interval", "0")
+    assert result.returncode == 0, result.stderr
+    assert "nudged" not in result.stderr
+    inputs = tree / ".agent" / "input.log"
+    assert not inputs.exists() or "NUDGE" not in inputs.read_text()
 
 
 # --- polecat-health ----------------------------------------------------------------------------
