@@ -266,6 +266,16 @@ def test_capture_shows_what_the_agent_printed(town: Path, tmux_server: PrivateTm
     assert missing.returncode == 1 and "has no session gt-gastown-refinery" in missing.stderr
 
 
+def test_capture_decodes_non_utf8_output_with_replacement(town: Path,
+                                                         tmux_server: PrivateTmux) -> None:
+    tmux_server.tmux("new-session", "-d", "-s", "hq-deacon",
+                     r"printf 'caf\351 latin-1\n'; exec sleep 60")
+    out = poll_until(lambda: (r := gtu(town, tmux_server, "capture", "deacon")).returncode == 0
+                     and "latin-1" in r.stdout and r.stdout, timeout=20,
+                     what="the printed line in capture")
+    assert "caf" in out and "Traceback" not in out
+
+
 def test_attach_without_a_terminal_says_so(town: Path, tmux_server: PrivateTmux) -> None:
     start_witness(town, tmux_server)
     result = gtu(town, tmux_server, "attach", f"{RIG}/witness")
