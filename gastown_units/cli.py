@@ -314,6 +314,10 @@ def show_config(rig: str | None) -> None:
 from gastown_units.commands.doctor import doctor  # noqa: E402
 
 cli.add_command(doctor)
+from gastown_units.commands import agents as _agents  # noqa: E402 - needs cli defined
+
+for _command in _agents.COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

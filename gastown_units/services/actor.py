@@ -13,7 +13,11 @@ an :class:`AgentActor`, which
   theme, beacon, ready wait, startup nudge and pane-died hook are the same whichever
   service starts it;
 - starts nothing that already runs on another tmux server of this user (a split town,
-  :mod:`gastown_units.services.split_town`): asked only when a start is due.
+  :mod:`gastown_units.services.split_town`): asked only when a start is due;
+- never starts, restarts, kills or shuts down an agent an operator holds
+  (:mod:`gastown_units.town.holds`, ``gastown-units hold AGENT``): the hold file is read
+  fresh after the lock is taken, right before acting; a damaged hold file holds. A held
+  agent is logged once per hold and is no failure of the pass (:class:`OperatorHeld`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gastown_units.services.profiles import Reason, start_profile
 from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
 from gastown_units.services.split_town import Elsewhere, SplitTownGuard
 from gastown_units.town.agents import AgentProgram
+from gastown_units.town.holds import Hold, read_hold
 from gastown_units.town.identity import Identity
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import default_branch
@@ -54,6 +59,16 @@ class CameBack(GastownError):
     """The session exists again before our start (started outside our services)."""
 
 
+class OperatorHeld(GastownError):
+    """An operator holds the agent (``gastown-units hold``): nothing was done to it.
+
+    Not a failure of the pass: callers catch it before GastownError and say so."""
+
+    def __init__(self, who: Identity, hold: Hold, doing: str) -> None:
+        super().__init__(f"{who.session} is {hold.describe()}: not {doing} it")
+        self.hold = hold
+
+
 class Kept(StrEnum):
     """What :meth:`AgentActor.keep` found or did."""
 
@@ -62,6 +77,7 @@ class Kept(StrEnum):
     BUSY = "busy"  # another service is acting on it: left alone this pass
     HELD = "held"  # shut down on request: kept down
     ELSEWHERE = "elsewhere"  # runs (or may run) on another tmux server: not started here
+    ON_HOLD = "on hold"  # an operator holds it (gastown-units hold): not started or killed
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ class AgentActor:
         self.ready_prompt = ready_prompt
         self.guard = guard
         self._split: dict[str, str] = {}  # session -> split-town line already logged
+        self._held: dict[str, str] = {}  # session -> hold incident already logged
 
     @contextmanager
     def hold(self, who: Identity, action: str) -> Iterator[bool]:
@@ -131,6 +148,39 @@ class AgentActor:
             log.info("%s was started again after its shutdown: shutdown marker removed",
                      who.session, extra={"GT_AGENT": who.address})
 
+    # --- operator holds ------------------------------------------------------------------
+    def operator_hold(self, who: Identity, doing: str = "acting on") -> Hold | None:
+        """The operator's hold of ``who``, read fresh (call it under the agent's lock).
+
+        Logged once per hold (a new hold is a new incident), and once when it is over.
+        """
+        try:
+            hold = read_hold(self.town, who.session)
+        except OSError as exc:  # unreadable: never act on missing information
+            hold = Hold(who.session, "?", None, "", damaged=str(exc))
+        where = {"GT_AGENT": who.address}
+        if hold is None:
+            if self._held.pop(who.session, None) is not None:
+                log.info("%s is no longer held by an operator", who.session, extra=where)
+            return None
+        if self._held.get(who.session) != hold.incident:
+            log.warning("%s is %s: not %s it (`gastown-units release %s` to resume)",
+                        who.session, hold.describe(), doing, who.address, extra=where)
+            self._held[who.session] = hold.incident
+        return hold
+
+    def refuse_if_held(self, who: Identity, doing: str) -> None:
+        """Raise OperatorHeld when an operator holds ``who``."""
+        hold = self.operator_hold(who, doing)
+        if hold is not None:
+            raise OperatorHeld(who, hold, doing)
+
+    def kill(self, who: Identity, pane: Pane | None, ctx: Context) -> None:
+        """Kill the agent's session (its process tree first); the caller holds its lock."""
+        assert self.locks.held(who.session), f"kill of {who.session} without its lock"
+        self.refuse_if_held(who, "killing")
+        self.keeper.kill(who.session, pane, ctx)
+
     # --- keeping an agent alive ----------------------------------------------------------
     def keep(self, who: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context
              ) -> KeepResult:
@@ -150,6 +200,10 @@ class AgentActor:
             state = liveness(pane, agent)
             if state is Liveness.RUNNING:
                 return KeepResult(Kept.RUNNING, pane)
+            doing = "killing" if state is Liveness.ZOMBIE else "starting"
+            hold = self.operator_hold(who, doing)
+            if hold is not None:
+                return KeepResult(Kept.ON_HOLD, pane, hold.describe())
             mark = self.mark(who)
             if mark is not None:
                 if mark.holds(session_created=pane.created if pane else None):
@@ -182,6 +236,7 @@ class AgentActor:
         tmux server (a split town).
         """
         assert self.locks.held(who.session), f"start of {who.session} without its lock"
+        self.refuse_if_held(who, "starting")
         if not split_checked:
             self.check_split(who, ctx)
         profile = start_profile(who, agent, reason=reason, ready_prompt=self.ready_prompt)
@@ -217,8 +272,10 @@ class AgentActor:
         """Kill (if running), settle, clear any shutdown marker, start again.
 
         In a split town the kill of our copy stands and the start raises Elsewhere: the
-        copy on the other server stays the only one.
+        copy on the other server stays the only one. A held agent: OperatorHeld, untouched.
         """
+        assert self.locks.held(who.session), f"restart of {who.session} without its lock"
+        self.refuse_if_held(who, "restarting")
         if pane is not None:
             self.keeper.kill(who.session, pane, ctx)
             ctx.sleep(KILL_SETTLE)
@@ -232,6 +289,7 @@ class AgentActor:
         The marker comes first: a sweep woken by the session closing sees it.
         """
         assert self.locks.held(who.session), f"shutdown of {who.session} without its lock"
+        self.refuse_if_held(who, "shutting down")
         try:
             write_mark(self.town, who.session, by=by, hook_bead=hook_bead, request=request)
         except OSError as exc:

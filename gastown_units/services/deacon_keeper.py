@@ -18,7 +18,7 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import BUSY_RETRY, Kept
+from gastown_units.services.actor import BUSY_RETRY, Kept, OperatorHeld
 from gastown_units.services.base import TownService, setup_errors
 from gastown_units.services.profiles import Reason
 from gastown_units.services.sessions import Liveness, StartFailed, liveness
@@ -39,6 +39,7 @@ class PassReport:
     actions: list[tuple[str, str]] = field(default_factory=list)  # (last_action, target)
     notes: list[str] = field(default_factory=list)
     split: str = ""  # the Deacon runs on another tmux server: why nothing was started
+    deacon_held: bool = False  # an operator holds the Deacon: Boot's triage is not ours
 
     def did(self, action: str, target: str) -> None:
         self.actions.append((action, target))
@@ -70,7 +71,11 @@ class DeaconKeeper(TownService):
         ctx.progress()
         snap = self._ensure_deacon(snap, agent, report, ctx)
         ctx.progress()
-        if not report.split:  # the town runs elsewhere: its Boot is not ours to spawn
+        # The town runs elsewhere: its Boot is not ours to spawn. The Deacon is held: Boot's
+        # triage would act on it (gt deacon restart) behind the operator's back.
+        if not report.deacon_held and not report.split:  # a running Deacon may be held too
+            report.deacon_held = self.actor.operator_hold(DEACON, "triaging") is not None
+        if not report.split and not report.deacon_held:
             with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
                 self._ensure_boot(snap, report, ctx)
         ctx.progress()
@@ -99,6 +104,10 @@ class DeaconKeeper(TownService):
             report.notes.append(f"deacon down: {kept.detail}")
             return snap
         self._held_logged = None
+        if kept.outcome is Kept.ON_HOLD:  # the actor logged it once per hold
+            report.deacon_held = True
+            report.notes.append(f"deacon {kept.detail}: not started, Boot not spawned")
+            return snap
         if kept.outcome is Kept.ELSEWHERE:  # the actor logged it once per incident
             report.split = kept.detail
             return snap
@@ -127,7 +136,7 @@ class DeaconKeeper(TownService):
                 self.actor.start(BOOT, agent, ctx, Reason.KEEP)
             log.info("spawned Boot (%s) for triage", BOOT.session,
                      extra={"GT_AGENT": BOOT.address})
-        except Elsewhere as exc:  # the actor logged it once per incident
+        except (Elsewhere, OperatorHeld) as exc:  # the actor logged it once per incident
             report.notes.append(f"boot not spawned: {exc}")
         except (ValueError, GastownError) as exc:
             log.error("could not spawn Boot: %s", exc, extra={"GT_AGENT": BOOT.address})
@@ -144,6 +153,9 @@ class DeaconKeeper(TownService):
         age = read_heartbeat(town).age(now_utc())
         if age is None or age < s.heartbeat_nudge:
             return
+        if self.actor.operator_hold(DEACON, "nudging or restarting") is not None:
+            report.notes.append("deacon held by an operator: heartbeat not acted on")
+            return  # an operator works with it: no HEALTH_CHECK typed, no restart
         minutes = f"{age / 60:.0f} min"
         if age > s.heartbeat_kill:
             self._restart_stuck(pane, agent, minutes, report, ctx)
@@ -169,6 +181,8 @@ class DeaconKeeper(TownService):
             report.did("restart", "deacon-stuck")
             try:
                 self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
+            except OperatorHeld as exc:  # held meanwhile: the actor logged it
+                report.notes.append(str(exc))
             except (StartFailed, ToolError, Elsewhere) as exc:
                 log.error("could not restart the Deacon: %s", exc, extra=where)
                 report.notes.append(f"deacon restart failed: {exc}")

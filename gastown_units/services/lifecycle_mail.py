@@ -26,6 +26,9 @@ Decisions of our own:
   Witness and Refinery their usual beacon (it tells them what to do); mayor, polecats and
   crew the ``<actor> <- daemon • lifecycle-restart`` beacon of Gas Town's restart.
 - A start that fails is logged and not retried: the request stays claimed.
+- A request for an agent an operator holds (``gastown-units hold``) is neither carried out
+  nor lost: it stays in the inbox (logged once) until the release, then it is decided
+  afresh (expired or older than the session by then: deleted unexecuted).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import BUSY_RETRY
+from gastown_units.services.actor import BUSY_RETRY, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
 from gastown_units.services.lifecycle_parse import (
     Action,
@@ -72,6 +75,8 @@ from gastown_units.town.rigs import Rig, load_rigs, rig_prefixes
 log = logging.getLogger(__name__)
 
 INBOX = "deacon/"
+_DOING = {Action.CYCLE: "cycling", Action.RESTART: "restarting",
+          Action.SHUTDOWN: "shutting down"}
 
 
 class LifecycleMail(TownService):
@@ -185,6 +190,12 @@ class LifecycleMail(TownService):
             decision = decide(replace(facts, session_created=pane.created if pane else None))
             if decision.verdict is Verdict.DROP:
                 return self._drop(message, who, decision, ctx)
+            hold = self.actor.operator_hold(who, _DOING[action])
+            if hold is not None:  # not acted on and not lost: it waits for the release
+                self._once(message, "held", logging.INFO, "LIFECYCLE request %s (%s of %s) "
+                           "left in the inbox: %s is %s", message.id, action, who.address,
+                           who.session, hold.describe(), who=who)
+                return "left (held by an operator)"
             if not self._claim(message, who, action, ctx):
                 return "left (claim failed)"
             if decision.verdict is Verdict.REFUSE:
@@ -335,6 +346,10 @@ class LifecycleMail(TownService):
         try:
             self.actor.shutdown(who, pane, ctx, by=INBOX, hook_bead=self._hook_of(who),
                                 request=message.id)
+        except OperatorHeld as exc:  # held between our look and the claim: not acted on
+            log.warning("LIFECYCLE request %s claimed, but not carried out: %s", message.id,
+                        exc, extra=where)
+            return "held"
         except ToolError as exc:
             log.error("shutdown of %s failed: %s", who.session, exc, extra=where)
             ctx.failed(str(exc))
@@ -363,6 +378,10 @@ class LifecycleMail(TownService):
         agent = self.agent(who.role, who.rig)  # resolved when the request was decided
         try:
             new = self.actor.restart(who, agent, pane, ctx, Reason.LIFECYCLE)
+        except OperatorHeld as exc:  # held between our look and the claim: not acted on
+            log.warning("%s of %s claimed, but not carried out: %s", action, who.address,
+                        exc, extra=where)
+            return "held"
         except (StartFailed, ToolError, Elsewhere) as exc:
             log.error("%s of %s failed (request claimed, not retried): %s", action,
                       who.address, exc, extra=where)

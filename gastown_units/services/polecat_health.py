@@ -28,7 +28,7 @@ from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import CameBack
+from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
 from gastown_units.services.polecat_plan import (
     Act,
@@ -45,6 +45,7 @@ from gastown_units.services.rig_gate import label_gate, wisp_gate
 from gastown_units.services.sessions import Liveness, liveness
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.events import append_event, go_duration
+from gastown_units.town.holds import Hold, all_holds
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
@@ -69,12 +70,15 @@ class Sweep:
     restarted: int = 0
     failed: int = 0
     held: int = 0
+    on_hold: int = 0  # held by an operator (gastown-units hold)
     notes: list[str] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # split town: one line each
 
     def line(self) -> str:
         text = (f"swept {self.polecats} polecat(s) in {self.rigs} rig(s): {self.restarted} "
                 f"restarted, {self.failed} failed, {self.held} held back")
+        if self.on_hold:
+            text += f", {self.on_hold} held by an operator"
         split = [self.elsewhere[0]] if self.elsewhere else []
         if len(self.elsewhere) > 1:
             split.append(f"{len(self.elsewhere) - 1} more polecat(s) on other tmux servers")
@@ -217,10 +221,11 @@ class PolecatHealth(TownService):
                 ctx.failed(str(exc))
                 return None
         candidates = {who.session for who, _ in dead}
+        holds = all_holds(self.town)  # read after the locks: a hold written meanwhile counts
         elsewhere = self._elsewhere(candidates - busy, ctx)
         # Only the candidates are judged on the fresh look: their hooked beads were read.
         facts = [self._facts(who, bead, agent, fresh if who.session in candidates else snap,
-                             hooked, who.session in busy)
+                             hooked, who.session in busy, holds.get(who.session))
                  for who, bead, agent in seen]
         return [replace(f, elsewhere=elsewhere[f.session])
                 if f.session in elsewhere and f.liveness is not Liveness.RUNNING else f
@@ -246,13 +251,15 @@ class PolecatHealth(TownService):
             return False
 
     def _facts(self, who: Identity, bead: AgentBead | None, agent: AgentProgram,
-               snap: Snapshot, hooked: dict[str, dict[str, Any]], busy: bool
-               ) -> PolecatFacts:
+               snap: Snapshot, hooked: dict[str, dict[str, Any]], busy: bool,
+               hold: Hold | None = None) -> PolecatFacts:
         pane = snap.first_pane(who.session)
         state = liveness(pane, agent)
         base = PolecatFacts(who.session, who.address, str(who.rig), str(who.name),
                             str(who.bead_id(self.prefixes[str(who.rig)])), state,
-                            pane.created if pane else None, busy=busy, mark=self.actor.mark(who))
+                            pane.created if pane else None, busy=busy, mark=self.actor.mark(who),
+                            held=hold.describe() if hold else "",
+                            held_incident=hold.incident if hold else "")
         if bead is None:
             return base
         updated = parse_time(bead.updated_at)
@@ -288,6 +295,8 @@ class PolecatHealth(TownService):
             report.elsewhere.append(f.elsewhere)
         elif step.act is Act.HOLD:
             report.held += 1
+        elif step.act is Act.ON_HOLD:
+            report.on_hold += 1
         elif step.act is Act.RESTART:
             ctx.progress()
             self._restart_one(step, report, ctx)
@@ -296,6 +305,9 @@ class PolecatHealth(TownService):
         f, where = step.facts, {"GT_AGENT": step.facts.address}
         try:
             outcome = self._restart(step, ctx)
+        except OperatorHeld:  # held since the sweep looked (the actor logged it)
+            report.on_hold += 1
+            return
         except GastownError as exc:
             report.failed += 1
             ctx.failed(str(exc))
@@ -321,7 +333,7 @@ class PolecatHealth(TownService):
             log.info("%s came back while we looked: not restarted", f.session)
             return False
         if pane is not None:
-            self.keeper.kill(f.session, pane, ctx)
+            self.actor.kill(who, pane, ctx)
         try:
             new = self.actor.start(who, agent, ctx, Reason.CRASH, split_checked=True)
         except CameBack:

@@ -44,6 +44,8 @@ class PolecatFacts:
     busy: bool = False  # another service holds the polecat's lock
     mark: ShutdownMark | None = None
     elsewhere: str = ""  # it runs on another tmux server (a split town): why, in one line
+    held: str = ""  # an operator holds it (gastown-units hold): the hold, in one line
+    held_incident: str = ""  # identifies that hold (logged once per hold)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Act(StrEnum):
     RESTART = "restart"
     HOLD = "hold"  # would restart, but backoff or a crash loop holds it back
     ELSEWHERE = "elsewhere"  # runs on another tmux server (split town): not dead, not ours
+    ON_HOLD = "on hold"  # an operator holds it: not judged, not restarted, not killed
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,27 @@ def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limit
               now: float) -> tuple[PolecatPlan, bool]:
     """One polecat's plan, and whether a new death is to be counted.
 
-    A polecat on another tmux server (split town) is neither dead nor ours: no death, no
-    mail, no restart, and its one line is logged once per incident.
+    A polecat an operator holds is not judged at all: no death, no mail, no restart, no
+    kill, one line per hold. A polecat on another tmux server (split town) is neither dead
+    nor ours: no death, no mail, no restart, and its one line is logged once per incident.
     """
+    held = f"held:{f.session}"
+    if f.held:
+        said = state.incidents.get(held) == f.held_incident
+        state.incidents[held] = f.held_incident
+        text = f"{f.session} is {f.held}: not restarted or killed"
+        return PolecatPlan(f, Act.ON_HOLD,
+                           logs=() if said else ((logging.WARNING, text),)), False
+    released = state.incidents.pop(held, None) is not None
+    plan, died = _plan_unheld(f, state, tracker, limits, now)
+    if released:
+        over = (logging.INFO, f"{f.session} is no longer held by an operator")
+        plan = replace(plan, logs=(over, *plan.logs))
+    return plan, died
+
+
+def _plan_unheld(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
+                 now: float) -> tuple[PolecatPlan, bool]:
     split = f"split:{f.session}"
     if f.elsewhere:
         said = state.incidents.get(split) == f.elsewhere

@@ -6,9 +6,10 @@ polecat-health from bringing it back afterwards (design rule 9). A request older
 max age, or older than the session or worktree it would destroy (a polecat name reused
 from the pool), is deleted without touching anything. The marker names the request, so a
 request is carried out at most once: a retry after a failed step only finishes the
-cleanup. A dirty worktree is never removed: the polecat is told why, once per
-``renotify`` seconds, and the request stays for the next pass. The worktree is removed
-only once no session of the polecat exists.
+cleanup. A polecat an operator holds (``gastown-units hold``) is left alone and its
+request stays in the inbox until the release. A dirty worktree is never removed: the
+polecat is told why, once per ``renotify`` seconds, and the request stays for the next
+pass. The worktree is removed only once no session of the polecat exists.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.loop import Context
-from gastown_units.services.actor import BUSY_RETRY, AgentActor
+from gastown_units.services.actor import BUSY_RETRY, AgentActor, OperatorHeld
 from gastown_units.services.lifecycle_parse import TooOld, too_old
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
@@ -84,10 +85,15 @@ class ShutdownHandler:
             if not mine:
                 ctx.retry_in(BUSY_RETRY)
                 return "busy"
-            return self._handle_locked(message, who, ctx)
+            try:
+                return self._handle_locked(message, who, ctx)
+            except OperatorHeld:  # held meanwhile (the actor logged it): nothing was done
+                return "held"
 
     def _handle_locked(self, message: Message, who: Identity, ctx: Context) -> str:
         where = {"GT_AGENT": who.address}
+        if self.actor.operator_hold(who, "shutting down") is not None:
+            return "held"  # an operator holds it: the request waits for the release
         pane = self.actor.pane_now(who)  # fresh, under the lock
         tree = worktree(self.town, self.rig, str(who.name))
         mark = self.actor.mark(who)

@@ -113,6 +113,8 @@ class RigService(TownService):
                 self._held_logged = kept.detail
             return f"{session} down: {kept.detail}", False
         self._held_logged = None
+        if kept.outcome is Kept.ON_HOLD:  # the actor logged it once per hold
+            return f"{session} {kept.detail}: not started", False
         if kept.outcome is Kept.ELSEWHERE:  # the actor logged it once per incident
             return kept.detail, False
         if kept.outcome is Kept.BUSY:

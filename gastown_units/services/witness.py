@@ -30,6 +30,7 @@ from gastown_units.services.polecat_shutdown import ShutdownHandler, process_req
 from gastown_units.services.rig_service import RigService
 from gastown_units.services.sessions import Liveness, liveness
 from gastown_units.services.stuck_ladder import Entry, Step, is_reset, next_step
+from gastown_units.town.holds import all_holds
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import last_activity, polecat_names, worktree
@@ -128,7 +129,10 @@ class Witness(RigService):
             del ladder[name]  # gone or dead: polecat-health's business, not the ladder's
             changed = True
         stuck = 0
+        held = all_holds(self.town)  # an operator works with these: not nudged, not escalated
         for who in live:
+            if who.session in held:
+                continue
             tree = worktree(self.town, self.rig, str(who.name))
             activity = last_activity(tree) if tree else None
             if activity is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gastown_units.town.jsonfile import DamagedFile, read_json_object, write_json_atomic
@@ -26,6 +27,25 @@ class Hold:
     since: float | None  # epoch seconds; None when the file is unreadable
     reason: str
     damaged: str = ""  # why the file could not be read (it still holds)
+
+    @property
+    def since_text(self) -> str:
+        """``since`` as UTC ISO time, or ``?`` when unknown."""
+        if self.since is None:
+            return "?"
+        return datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def describe(self) -> str:
+        """One line: ``held by alice since 2026-12-02 01:50:00 UTC (reason: …)``."""
+        if self.damaged:
+            return f"held (hold file unreadable, counted as held: {self.damaged})"
+        reason = f" (reason: {self.reason})" if self.reason else ""
+        return f"held by {self.by} since {self.since_text}{reason}"
+
+    @property
+    def incident(self) -> str:
+        """What identifies this hold in logs-once bookkeeping (a new hold: a new incident)."""
+        return f"{self.by}|{self.since}|{self.damaged}"
 
 
 def holds_dir(town: Town) -> Path:
