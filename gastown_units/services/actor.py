@@ -28,6 +28,7 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
 from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import Reason, start_profile
 from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
@@ -103,7 +104,7 @@ class AgentActor:
             raise ToolError(f"cannot take the lock of {session}: {exc}") from None
         if not mine:
             log.debug("%s is being acted on by %s: skipped this pass", session,
-                      self.busy_with(who), extra={"GT_AGENT": who.address})
+                      self.busy_with(who), extra=agent_fields(who))
         try:
             yield mine
         finally:
@@ -129,7 +130,7 @@ class AgentActor:
         if mark is not None and not mark.holds(session_created=pane.created):
             clear_mark(self.town, who.session)
             log.info("%s was started again after its shutdown: shutdown marker removed",
-                     who.session, extra={"GT_AGENT": who.address})
+                     who.session, extra=agent_fields(who))
 
     # --- keeping an agent alive ----------------------------------------------------------
     def keep(self, who: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context
@@ -155,7 +156,7 @@ class AgentActor:
                 if mark.holds(session_created=pane.created if pane else None):
                     return KeepResult(Kept.HELD, pane, mark.describe())
                 clear_mark(self.town, who.session)
-            where = {"GT_AGENT": who.address}
+            where = agent_fields(who)
             try:
                 self.check_split(who, ctx)  # before anything is said or done
             except Elsewhere as exc:
@@ -163,14 +164,15 @@ class AgentActor:
             if state is Liveness.ZOMBIE and pane is not None:
                 log.warning("%s is a zombie (pane %s): killing and recreating", who.session,
                             "is dead" if pane.dead else f"runs {pane.command!r}", extra=where)
-                self.keeper.kill(who.session, pane, ctx)
+                self.keeper.kill(who.session, pane, ctx, who)
             else:
                 log.warning("%s is not running: starting it", who.session, extra=where)
             try:
                 new = self.start(who, agent, ctx, Reason.KEEP, split_checked=True)
             except CameBack:
                 return KeepResult(Kept.RUNNING, self.pane_now(who))
-            log.info("%s running (pane PID %d)", who.session, new.pid, extra=where)
+            log_event("agent-restarted", "%s running (pane PID %d)", who.session, new.pid,
+                      who=who, logger=log)
             return KeepResult(Kept.STARTED, new)
 
     # --- sequences (the caller holds the agent's lock) -----------------------------------
@@ -202,7 +204,7 @@ class AgentActor:
             return
         line = sighting.line()
         if self._split.get(who.session) != line:
-            log.warning("%s", line, extra={"GT_AGENT": who.address})
+            log.warning("%s", line, extra=agent_fields(who))
             self._split[who.session] = line
         raise Elsewhere(sighting)
 
@@ -210,7 +212,7 @@ class AgentActor:
         """The split-town incident of ``who`` (if one was logged) has ended."""
         if self._split.pop(who.session, None) is not None:
             log.info("split town over for %s: %s", who.session, why,
-                     extra={"GT_AGENT": who.address})
+                     extra=agent_fields(who))
 
     def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
                 reason: Reason) -> Pane:
@@ -220,7 +222,7 @@ class AgentActor:
         copy on the other server stays the only one.
         """
         if pane is not None:
-            self.keeper.kill(who.session, pane, ctx)
+            self.keeper.kill(who.session, pane, ctx, who)
             ctx.sleep(KILL_SETTLE)
         clear_mark(self.town, who.session)
         return self.start(who, agent, ctx, reason)
@@ -238,7 +240,7 @@ class AgentActor:
             raise ToolError(f"cannot record the shutdown of {who.session} ({exc}): "
                             "not killing it") from None
         if pane is not None:
-            self.keeper.kill(who.session, pane, ctx)
+            self.keeper.kill(who.session, pane, ctx, who)
 
     def pre_sync(self, who: Identity, ctx: Context) -> None:
         """``git fetch`` + ``pull --rebase`` of the checkout; never fatal (§6.5 step 3)."""
@@ -246,7 +248,7 @@ class AgentActor:
         if who.rig is None or not (workdir / ".git").exists():
             return  # not a checkout (yet): the start says so if it must be one
         branch = default_branch(self.town, who.rig)
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         problems = self.git.pre_sync(workdir, branch, progress=ctx.progress)
         for problem in problems:
             log.warning("pre-sync of %s: %s (starting anyway)", workdir, problem, extra=where)

@@ -17,6 +17,7 @@ from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService, setup_errors
@@ -71,10 +72,10 @@ class DeaconKeeper(TownService):
         snap = self._ensure_deacon(snap, agent, report, ctx)
         ctx.progress()
         if not report.split:  # the town runs elsewhere: its Boot is not ours to spawn
-            with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
+            with contained("Boot", ctx, agent_fields(BOOT)):
                 self._ensure_boot(snap, report, ctx)
         ctx.progress()
-        with contained("Deacon heartbeat check", ctx, {"GT_AGENT": DEACON.address}):
+        with contained("Deacon heartbeat check", ctx, agent_fields(DEACON)):
             self._check_heartbeat(snap, agent, report, ctx)
         if self.settings.degraded:
             self._write_triage(report)
@@ -85,7 +86,7 @@ class DeaconKeeper(TownService):
         try:
             kept = self.actor.keep(DEACON, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
-            log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
+            log.error("could not start the Deacon: %s", exc, extra=agent_fields(DEACON))
             report.notes.append(f"deacon start failed: {exc}")
             report.did("error", "deacon")
             ctx.failed(str(exc))
@@ -94,7 +95,7 @@ class DeaconKeeper(TownService):
             if self._held_logged != kept.detail:
                 log.info("the Deacon was %s: not restarting it (start it by hand, or "
                          "`gastown-units clear-backoff deacon/`)", kept.detail,
-                         extra={"GT_AGENT": DEACON.address})
+                         extra=agent_fields(DEACON))
                 self._held_logged = kept.detail
             report.notes.append(f"deacon down: {kept.detail}")
             return snap
@@ -126,11 +127,11 @@ class DeaconKeeper(TownService):
                     return  # someone else is at it, or Boot came up meanwhile
                 self.actor.start(BOOT, agent, ctx, Reason.KEEP)
             log.info("spawned Boot (%s) for triage", BOOT.session,
-                     extra={"GT_AGENT": BOOT.address})
+                     extra=agent_fields(BOOT))
         except Elsewhere as exc:  # the actor logged it once per incident
             report.notes.append(f"boot not spawned: {exc}")
         except (ValueError, GastownError) as exc:
-            log.error("could not spawn Boot: %s", exc, extra={"GT_AGENT": BOOT.address})
+            log.error("could not spawn Boot: %s", exc, extra=agent_fields(BOOT))
             report.notes.append(f"boot spawn failed: {exc}")
 
     def _check_heartbeat(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
@@ -148,15 +149,16 @@ class DeaconKeeper(TownService):
         if age > s.heartbeat_kill:
             self._restart_stuck(pane, agent, minutes, report, ctx)
             return
-        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval):
+        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval,
+                        who=DEACON):
             log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
-                        extra={"GT_AGENT": DEACON.address})
+                        extra=agent_fields(DEACON))
             report.did("nudge", "deacon-stale")
 
     def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
                        report: PassReport, ctx: Context) -> None:
         """Kill and restart a Deacon whose heartbeat is too old, under its lock."""
-        where = {"GT_AGENT": DEACON.address}
+        where = agent_fields(DEACON)
         with self.actor.hold(DEACON, "restart (stale heartbeat)") as mine:
             if not mine:
                 report.notes.append("deacon: another service is acting on it")

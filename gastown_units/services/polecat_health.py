@@ -27,6 +27,7 @@ from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import CameBack
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
@@ -264,8 +265,7 @@ class PolecatHealth(TownService):
     # --- performing the plan -------------------------------------------------------------
     def _perform(self, plan: SweepPlan, report: Sweep, ctx: Context) -> None:
         for step in plan.polecats:
-            with contained(f"polecat {step.facts.address}", ctx,
-                           {"GT_AGENT": step.facts.address}):
+            with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
                 self._perform_one(step, plan.state, report, ctx)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
@@ -274,15 +274,17 @@ class PolecatHealth(TownService):
 
     def _perform_one(self, step: PolecatPlan, state: SweepState, report: Sweep,
                      ctx: Context) -> None:
-        f, where = step.facts, {"GT_AGENT": step.facts.address}
+        f, where = step.facts, _fields(step.facts)
         for level, text in step.logs:
             log.log(level, "%s", text, extra=where)
+        for event, text in step.events:
+            log_event(event, "%s", text, fields=where, logger=log)
         if step.clear_mark:
             clear_mark(self.town, f.session)
             log.info("%s has new work or a new session: its shutdown marker is removed",
                      f.session, extra=where)
         for mailing in step.mails:
-            if self._send(f.rig, mailing.subject, mailing.body):
+            if self._send(mailing.to or f"{f.rig}/witness", mailing.subject, mailing.body):
                 state.incidents[mailing.key] = mailing.value
         if step.act is Act.ELSEWHERE:
             report.elsewhere.append(f.elsewhere)
@@ -293,14 +295,14 @@ class PolecatHealth(TownService):
             self._restart_one(step, report, ctx)
 
     def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
-        f, where = step.facts, {"GT_AGENT": step.facts.address}
+        f, where = step.facts, _fields(step.facts)
         try:
             outcome = self._restart(step, ctx)
         except GastownError as exc:
             report.failed += 1
             ctx.failed(str(exc))
             log.error("restart of %s failed: %s", f.session, exc, extra=where)
-            self._send(f.rig, f"CRASHED_POLECAT: {f.address} restart failed",
+            self._send(f"{f.rig}/witness", f"CRASHED_POLECAT: {f.address} restart failed",
                        f"Polecat {f.name} crashed and automatic restart failed.\n\n"
                        f"hook_bead: {f.hook_bead}\nrestart_error: {exc}\n\n"
                        "Manual intervention may be required.")
@@ -321,20 +323,21 @@ class PolecatHealth(TownService):
             log.info("%s came back while we looked: not restarted", f.session)
             return False
         if pane is not None:
-            self.keeper.kill(f.session, pane, ctx)
+            self.keeper.kill(f.session, pane, ctx, who)
         try:
             new = self.actor.start(who, agent, ctx, Reason.CRASH, split_checked=True)
         except CameBack:
             log.info("%s came back while we looked: not restarted", f.session)
             return False
-        log.info("restarted %s (pane PID %d)", f.session, new.pid, extra={"GT_AGENT": f.address})
+        log_event("agent-restarted", "restarted %s (pane PID %d)", f.session, new.pid, who=who,
+                  logger=log)
         return True
 
     # --- mail, events, state ----------------------------------------------------------
     def _mass_death(self, sessions: tuple[str, ...]) -> None:
         window = self.settings.mass_death_window
-        log.warning("MASS DEATH DETECTED: %d sessions died in %s: %s", len(sessions),
-                    go_duration(window), list(sessions))
+        log_event("mass-death", "MASS DEATH DETECTED: %d sessions died in %s: %s",
+                  len(sessions), go_duration(window), list(sessions), logger=log)
         try:
             append_event(self.town, "mass_death", {
                 "count": len(sessions), "window": go_duration(window),
@@ -342,11 +345,12 @@ class PolecatHealth(TownService):
         except OSError as exc:
             log.error("cannot append to %s: %s", self.town.events, exc)
 
-    def _send(self, rig: str, subject: str, body: str) -> bool:
+    def _send(self, to: str, subject: str, body: str) -> bool:
         try:
-            self.mail.send(f"{rig}/witness", subject, body)
+            self.mail.send(to, subject, body)
         except GastownError as exc:
-            log.error("could not mail %s/witness (%s): %s", rig, subject, exc)
+            log.error("could not mail %s (%s; retried next sweep if still due): %s", to,
+                      subject, exc)
             return False
         return True
 
@@ -356,6 +360,11 @@ class PolecatHealth(TownService):
             save_state(self.state_file, state.to_json())
         except OSError as exc:
             log.error("cannot save sweep state: %s", exc)
+
+
+def _fields(f: PolecatFacts) -> dict[str, str]:
+    """The journal fields of the polecat ``f`` is about (GT_AGENT, GT_ROLE, GT_RIG)."""
+    return agent_fields(Identity(Role.POLECAT, f.rig, f.name))
 
 
 def clear_backoff(town: Town, session: str, policy: Policy) -> bool:
