@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; keeps this module free of i
 
 DEFINED_BY = "gastown-units"
 DOCUMENTATION = "file:///usr/share/doc/gastown-units/README.md"
+WIDTH = 78
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -131,9 +133,9 @@ def catalog() -> str:
             f"Defined-By: {DEFINED_BY}\n"
             f"Documentation: {DOCUMENTATION}\n"
             "\n"
-            f"{event.explanation}\n"
+            f"{textwrap.fill(event.explanation, WIDTH)}\n"
             "\n"
-            f"What to do: {event.fix}\n")
+            f"{textwrap.fill('What to do: ' + event.fix, WIDTH)}\n")
     return "# gastown-units events (generated from gastown_units/runtime/events.py)\n\n" + \
         "\n".join(parts)
 
