@@ -102,10 +102,11 @@ def test_log_event_carries_the_message_id_and_the_agents_fields() -> None:
         logger.removeHandler(capture)
     loop, unit = capture.records
     assert loop.getMessage() == "CRASH LOOP: gt-gastown-nux" and loop.levelno == logging.ERROR
-    assert (loop.MESSAGE_ID, loop.GT_AGENT, loop.GT_ROLE, loop.GT_RIG) == (  # type: ignore[attr-defined]
-        events.BY_NAME["crash-loop"].message_id, "gastown/nux", "polecat", "gastown")
-    assert unit.GT_UNIT == "gastown-witness@x.service"  # type: ignore[attr-defined]
-    assert unit.MESSAGE_ID == events.BY_NAME["unit-failed"].message_id  # type: ignore[attr-defined]
+    got = {k: getattr(loop, k) for k in ("MESSAGE_ID", "GT_AGENT", "GT_ROLE", "GT_RIG")}
+    assert got == {"MESSAGE_ID": events.BY_NAME["crash-loop"].message_id,
+                   "GT_AGENT": "gastown/nux", "GT_ROLE": "polecat", "GT_RIG": "gastown"}
+    assert vars(unit)["GT_UNIT"] == "gastown-witness@x.service"
+    assert vars(unit)["MESSAGE_ID"] == events.BY_NAME["unit-failed"].message_id
 
 
 def test_a_condition_is_logged_when_it_starts_changes_and_ends() -> None:
@@ -131,4 +132,4 @@ def test_a_condition_is_logged_when_it_starts_changes_and_ends() -> None:
                     (logging.WARNING, "bd failing"),
                     (logging.INFO, "resolved: gt missing again, differently"),
                     (logging.INFO, "bd works again")]
-    assert capture.records[2].GT_RIG == "gastown"  # type: ignore[attr-defined]
+    assert vars(capture.records[2])["GT_RIG"] == "gastown"
