@@ -274,6 +274,11 @@ def show_config() -> None:
                    f"    # default: {default_of(knob.field)}; {knob.help}")
 
 
+from gastown_units.commands.unit_failed import unit_failed  # noqa: E402
+
+cli.add_command(unit_failed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising."""
     try:
