@@ -133,3 +133,22 @@ def test_a_condition_is_logged_when_it_starts_changes_and_ends() -> None:
                     (logging.INFO, "resolved: gt missing again, differently"),
                     (logging.INFO, "bd works again")]
     assert vars(capture.records[2])["GT_RIG"] == "gastown"
+
+
+def unit_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_units_leave_gt_role_to_the_entries_and_report_failing_for_good() -> None:
+    units = sorted((REPO / "systemd").glob("*.service"))
+    for path in units:
+        lines = unit_lines(path)
+        extra = [line for line in lines if line.startswith("LogExtraFields=")]
+        assert not any("GT_ROLE=" in line or "GT_AGENT=" in line for line in extra), path.name
+        restarts = any(line.startswith("Restart=") for line in lines)
+        if path.name == "gastown-failed@.service":
+            assert not any(line.startswith("OnFailure=") for line in lines)
+            assert "ExecStart=/usr/bin/gastown-units unit-failed %I" in lines
+        elif restarts:  # a supervisor: its permanent failure is reported
+            assert "OnFailure=gastown-failed@%n.service" in lines, path.name
