@@ -6,6 +6,9 @@ condition starts (or its text changes) and one "resolved" line when it ends::
 
     conditions.set("gt", f"cannot read the witness inbox: {exc}")   # logged once
     conditions.clear("gt")                                           # "resolved", once
+
+A oneshot (a sweep per run) keeps :attr:`Conditions.active` in a state file between runs
+(:meth:`load`, :attr:`changed`), so that a condition is told once however many runs it lasts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ class Conditions:
         self.log = logger
         self.level = level
         self.active: dict[str, str] = {}
+        self.changed = False  # since load(): the state file needs saving
+
+    def load(self, saved: object) -> None:
+        """Conditions told by an earlier run (a dict of texts; anything else: none)."""
+        items = saved.items() if isinstance(saved, dict) else ()
+        self.active = {str(k): v for k, v in items if isinstance(v, str)}
+        self.changed = False
 
     def set(self, key: str, text: str, *, level: int | None = None,
             fields: Mapping[str, str] | None = None) -> bool:
@@ -28,6 +38,7 @@ class Conditions:
         if self.active.get(key) == text:
             return False
         self.active[key] = text
+        self.changed = True
         self.log.log(self.level if level is None else level, "%s", text, extra=fields)
         return True
 
@@ -37,6 +48,7 @@ class Conditions:
         text = self.active.pop(key, None)
         if text is None:
             return False
+        self.changed = True
         self.log.info("%s", resolved or f"resolved: {text}", extra=fields)
         return True
 

@@ -26,6 +26,7 @@ from gastown_units.ports.argv import is_bead_id, usable_prefixes
 from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
@@ -98,10 +99,18 @@ class PolecatHealth(TownService):
             town = self.open_town()
             self.rigs = self.load_rigs(town)
             self.prefixes, self.unusable = usable_prefixes(rig_prefixes(town, self.rigs))
-            for rig, why in sorted(self.unusable.items()):
-                log.error("rig %s is not swept: %s", rig, why)
             self.agent(Role.POLECAT, None, town=town)
         self.take_town(town)
+        self.conditions = Conditions(log)  # told once over many sweeps (runs)
+        self.conditions_file = state_path(town, "polecat-health-conditions")
+        self.conditions.load(load_state(self.conditions_file))
+        for key in [k for k in self.conditions.active if k.startswith("prefix:")]:
+            if key.removeprefix("prefix:") not in self.unusable:
+                self.conditions.clear(key)
+        for rig, why in sorted(self.unusable.items()):
+            self.conditions.set(f"prefix:{rig}", f"rig {rig} is not swept: {why}",
+                                level=logging.ERROR, fields={"GT_RIG": rig})
+        self._save_conditions()
         s = self.settings
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
@@ -133,6 +142,21 @@ class PolecatHealth(TownService):
             return None
 
     def _sweep(self, ctx: Context) -> str:
+        try:
+            return self._sweep_once(ctx)
+        finally:
+            self._save_conditions()
+
+    def _save_conditions(self) -> None:
+        if not self.conditions.changed:
+            return
+        try:
+            save_state(self.conditions_file, dict(self.conditions.active))
+            self.conditions.changed = False
+        except OSError as exc:
+            log.error("cannot save %s: %s", self.conditions_file, exc)
+
+    def _sweep_once(self, ctx: Context) -> str:
         paused = self.paused(ctx)
         if paused:
             return paused
@@ -144,7 +168,8 @@ class PolecatHealth(TownService):
             agents = self._agent_beads()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
         except ToolError as exc:  # unknown is not dead: no restarts on missing information
-            log.warning("bd failed, no polecat is restarted this sweep: %s", exc)
+            self.conditions.set("bd", f"bd failed, no polecat is restarted until it works: "
+                                f"{exc}")
             ctx.failed(str(exc))
             return f"bd failed, nothing restarted: {exc}"
         self.tracker.load()
@@ -157,6 +182,7 @@ class PolecatHealth(TownService):
             facts = self._gather(snap, agents, rig_beads, report, ctx)
             if facts is None:
                 return report.line()
+            self.conditions.clear("bd", "bd works again: polecats are judged again")
             plan = plan_sweep(facts, state, self.tracker, self.limits, time.time())
             self._perform(plan, report, ctx)
         finally:
@@ -189,10 +215,13 @@ class PolecatHealth(TownService):
             try:
                 agent = self.agent(Role.POLECAT, rig)
             except ValueError as exc:  # this rig's problem, not the sweep's
-                log.error("rig %s not swept: %s", rig, exc)
+                self.conditions.set(f"agent:{rig}", f"rig {rig} not swept: {exc}",
+                                    level=logging.ERROR, fields={"GT_RIG": rig})
                 report.notes.append(f"rig {rig}: {exc}")
                 ctx.failed(str(exc))
                 continue
+            self.conditions.clear(f"agent:{rig}", f"rig {rig} is swept again",
+                                  fields={"GT_RIG": rig})
             report.rigs += 1
             for name in polecat_names(self.town, rig):
                 who = Identity(Role.POLECAT, rig, name)
@@ -214,7 +243,8 @@ class PolecatHealth(TownService):
             try:
                 hooked = self.beads.show_many(asked)
             except ToolError as exc:
-                log.warning("bd failed reading hooked beads, nothing restarted: %s", exc)
+                self.conditions.set("bd", f"bd failed reading hooked beads, nothing "
+                                    f"restarted until it works: {exc}")
                 ctx.failed(str(exc))
                 return None
         candidates = {who.session for who, _ in dead}

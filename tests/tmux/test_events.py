@@ -112,3 +112,22 @@ def test_a_polecat_restart_carries_agent_role_and_rig(town: Path,
     assert vars(restarted[0])["MESSAGE_ID"] == BY_NAME["agent-restarted"].message_id
     detected = [r for r in about if "CRASH DETECTED" in r.getMessage()]
     assert len(detected) == 1
+
+
+def test_polecat_health_says_bd_failing_once_over_many_sweeps(town: Path,
+                                                              tmux_server: PrivateTmux) -> None:
+    polecat(town, tmux_server, "nux")
+    (town / ".standin").mkdir(exist_ok=True)
+    fail = town / ".standin" / "bd.fail"
+    fail.write_text("database is locked")
+    try:
+        runs = [sweep(town, tmux_server) for _ in range(3)]  # three runs of the oneshot
+    finally:
+        fail.unlink()
+    assert [r.returncode for r in runs] == [1, 1, 1]  # --once still fails each sweep
+    said = "".join(r.stderr for r in runs)
+    assert said.count("bd failed, no polecat is restarted") == 1, said
+    back = [sweep(town, tmux_server) for _ in range(2)]
+    told = "".join(r.stderr for r in back)
+    assert told.count("bd works again") == 1, told
+    assert all(r.returncode == 0 for r in back)
