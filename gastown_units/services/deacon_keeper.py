@@ -17,7 +17,7 @@ from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
-from gastown_units.runtime.events import agent_fields
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService, setup_errors
@@ -170,11 +170,14 @@ class DeaconKeeper(TownService):
                         minutes, self.settings.heartbeat_kill / 60, extra=where)
             report.did("restart", "deacon-stuck")
             try:
-                self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
+                new = self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
             except (StartFailed, ToolError, Elsewhere) as exc:
                 log.error("could not restart the Deacon: %s", exc, extra=where)
                 report.notes.append(f"deacon restart failed: {exc}")
                 ctx.failed(str(exc))
+                return
+            log_event("agent-restarted", "restarted the Deacon (stale heartbeat; pane PID %d)",
+                      new.pid, who=DEACON, logger=log)
 
     def _write_triage(self, report: PassReport) -> None:
         """Degraded mode: record the mechanical triage as Boot would (§1.6)."""
