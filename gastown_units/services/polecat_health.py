@@ -350,14 +350,16 @@ class PolecatHealth(TownService):
         agent = self.agent(Role.POLECAT, f.rig)
         pane = self.actor.pane_now(who)
         if pane is not None and liveness(pane, agent) is Liveness.RUNNING:
-            log.info("%s came back while we looked: not restarted", f.session)
+            log.info("%s came back while we looked: not restarted", f.session,
+                     extra=agent_fields(who))
             return False
         if pane is not None:
             self.keeper.kill(f.session, pane, ctx, who)
         try:
             new = self.actor.start(who, agent, ctx, Reason.CRASH, split_checked=True)
         except CameBack:
-            log.info("%s came back while we looked: not restarted", f.session)
+            log.info("%s came back while we looked: not restarted", f.session,
+                     extra=agent_fields(who))
             return False
         log_event("agent-restarted", "restarted %s (pane PID %d)", f.session, new.pid, who=who,
                   logger=log)
