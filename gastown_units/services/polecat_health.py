@@ -273,7 +273,8 @@ class PolecatHealth(TownService):
         try:
             return self.actor.locks.acquire(who.session, "crash sweep")
         except OSError as exc:
-            log.error("cannot take the lock of %s (%s): not judging it", who.session, exc)
+            log.error("cannot take the lock of %s (%s): not judging it", who.session, exc,
+                      extra=agent_fields(who))
             return False
 
     def _facts(self, who: Identity, bead: AgentBead | None, agent: AgentProgram,

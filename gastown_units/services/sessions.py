@@ -113,12 +113,14 @@ class SessionKeeper:
             if theme:
                 self.tmux.set_options(session, theme.options(session))
         except ToolError as exc:
-            log.warning("session %s: environment/theme not set: %s", session, exc)
+            log.warning("session %s: environment/theme not set: %s", session, exc,
+                        extra=agent_fields(identity))
         if profile.pane_died_hook:  # at once, as Gas Town does: before the agent is up
             try:
                 self.tmux.set_hook(session, "pane-died", pane_died_hook(identity))
             except ToolError as exc:
-                log.warning("pane-died hook not set on %s: %s", session, exc)
+                log.warning("pane-died hook not set on %s: %s", session, exc,
+                            extra=agent_fields(identity))
         pane = self.wait_for_agent(session, agent, ctx)
         self.accept_bypass(session, ctx)
         if profile.ready_prompt:

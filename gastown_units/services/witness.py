@@ -83,7 +83,7 @@ class Witness(RigService):
             bead = self.beads.agent(bead_id)
         except GastownError as exc:
             log.info("hooked work of %s unknown (%s): its shutdown marker holds until its "
-                     "agent bead changes", who.address, exc)
+                     "agent bead changes", who.address, exc, extra=agent_fields(who))
             return None
         return bead.hook_bead if bead else ""
 
