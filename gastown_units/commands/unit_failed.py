@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import click
 
 from gastown_units.config import Settings
-from gastown_units.errors import EX_CONFIG, GastownError
+from gastown_units.errors import EX_CONFIG, ConfigError, GastownError
 from gastown_units.ports import runner
 from gastown_units.ports.mail import Mail
 from gastown_units.runtime.events import log_event
@@ -164,7 +164,7 @@ def unit_failed(unit: str, systemctl: str) -> None:
     """Report UNIT (the OnFailure= caller) if it failed for good: journal and mayor/ mail."""
     setup_logging("gastown-failed", role="supervisor")
     if not valid_unit(unit):
-        raise GastownError(f"not a gastown unit name: {unit!r}")
+        raise ConfigError(f"not a gastown unit name: {unit!r}")
     end = monitor_overrides(show(unit, systemctl), os.environ)
     settings = Settings.load()
     town: Town | None = None

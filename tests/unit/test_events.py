@@ -149,6 +149,6 @@ def test_units_leave_gt_role_to_the_entries_and_report_failing_for_good() -> Non
         restarts = any(line.startswith("Restart=") for line in lines)
         if path.name == "gastown-failed@.service":
             assert not any(line.startswith("OnFailure=") for line in lines)
-            assert "ExecStart=/usr/bin/gastown-units unit-failed %I" in lines
+            assert "ExecStart=/usr/bin/gastown-units unit-failed %i" in lines
         elif restarts:  # a supervisor: its permanent failure is reported
             assert "OnFailure=gastown-failed@%n.service" in lines, path.name

@@ -103,5 +103,5 @@ def test_the_command_asks_systemctl(tmp_path: Path) -> None:
     assert mayor_mail(town_root) == ["UNIT_FAILED: gastown-witness@myrig.service stays down"]
     bad = subprocess.run([sys.executable, "-m", "gastown_units", "unit-failed", "sshd.service"],
                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
-    assert bad.returncode != 0 and "not a gastown unit" in bad.stderr
+    assert bad.returncode == 78 and "not a gastown unit" in bad.stderr
     assert os.path.exists(town_root / "daemon" / "units" / "unit-failed.json")
