@@ -99,6 +99,22 @@ def show(unit: str, systemctl: str = "systemctl") -> UnitEnd:
     return UnitEnd.parse(unit, result.stdout)
 
 
+def from_monitor(unit: str, env: Mapping[str, str]) -> UnitEnd | None:
+    """The failed unit's end as systemd (≥ 251) tells its OnFailure= unit, or None.
+
+    Enough where ``systemctl show`` cannot ask (a town owner without a D-Bus to talk to):
+    an OnFailure= unit runs only once the unit is failed (not while it auto-restarts).
+    """
+    result = env.get("MONITOR_SERVICE_RESULT")
+    if not result:
+        return None
+    text = env.get("MONITOR_EXIT_STATUS", "")
+    status = EX_CONFIG if text == "CONFIG" else \
+        _int(text) if env.get("MONITOR_EXIT_CODE") == "exited" else None
+    return UnitEnd(unit, "failed", "failed", result, status, 0,
+                   env.get("MONITOR_INVOCATION_ID", ""))
+
+
 def monitor_overrides(end: UnitEnd, env: Mapping[str, str]) -> UnitEnd:
     """systemd (≥ 251) passes the failed unit's end to its OnFailure= unit: prefer that."""
     invocation = env.get("MONITOR_INVOCATION_ID") or end.invocation
@@ -165,7 +181,14 @@ def unit_failed(unit: str, systemctl: str) -> None:
     setup_logging("gastown-failed", role="supervisor")
     if not valid_unit(unit):
         raise ConfigError(f"not a gastown unit name: {unit!r}")
-    end = monitor_overrides(show(unit, systemctl), os.environ)
+    try:
+        end = monitor_overrides(show(unit, systemctl), os.environ)
+    except GastownError as exc:
+        told = from_monitor(unit, os.environ)
+        if told is None:
+            raise
+        log.info("systemctl show %s unusable (%s): judging by what systemd passed", unit, exc)
+        end = told
     settings = Settings.load()
     town: Town | None = None
     mail: Mail | None = None

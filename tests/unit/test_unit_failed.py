@@ -105,3 +105,21 @@ def test_the_command_asks_systemctl(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
     assert bad.returncode == 78 and "not a gastown unit" in bad.stderr
     assert os.path.exists(town_root / "daemon" / "units" / "unit-failed.json")
+
+
+def test_what_systemd_passes_is_enough_without_systemctl() -> None:
+    from gastown_units.commands.unit_failed import from_monitor
+
+    assert from_monitor("u", {}) is None
+    config = from_monitor("u", {"MONITOR_SERVICE_RESULT": "exit-code",
+                                "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "78",
+                                "MONITOR_INVOCATION_ID": "abc"})
+    assert config is not None and config.permanent() and config.invocation == "abc"
+    named = from_monitor("u", {"MONITOR_SERVICE_RESULT": "exit-code",
+                               "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "CONFIG"})
+    assert named is not None and named.status == 78
+    limit = from_monitor("u", {"MONITOR_SERVICE_RESULT": "start-limit-hit"})
+    assert limit is not None and limit.permanent()
+    killed = from_monitor("u", {"MONITOR_SERVICE_RESULT": "signal", "MONITOR_EXIT_CODE": "killed",
+                                "MONITOR_EXIT_STATUS": "KILL"})
+    assert killed is not None and killed.permanent() is None
