@@ -30,8 +30,8 @@ def town(guest: GuestSystemd) -> Iterator[str]:
 
 
 def mayor_mail(guest: GuestSystemd, town: str) -> list[str]:
-    out = guest.run(["sh", "-c", f"cd {town} && gt mail inbox --identity mayor/ --json"],
-                    user=OWNER).stdout
+    inbox = f"cd {town} && {STANDIN_DIR}/gt mail inbox --identity mayor/ --json"
+    out = guest.run(["sh", "-c", inbox], user=OWNER).stdout
     return [m["subject"] for m in json.loads(out) or []]
 
 
