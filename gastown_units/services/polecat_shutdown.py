@@ -143,8 +143,9 @@ class ShutdownHandler:
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
         self.save()
-        log.warning("deleted %s shutdown request %s for %s without acting: %s", kind,
-                    message.id, who.address, why, extra=agent_fields(who))
+        log_event("stale-request-dropped", "deleted %s shutdown request %s for %s without "
+                  "acting: %s", kind, message.id, who.address, why, who=who, logger=log,
+                  level=logging.WARNING)
         return kind
 
     def _remove_worktree(self, who: Identity, tree: Path | None, ctx: Context) -> Path:
