@@ -1,9 +1,13 @@
 """``gastown-units unit-failed UNIT``: tell the operator when a supervisor fails for good.
 
 Every supervisor unit has ``OnFailure=gastown-failed@%n.service``; that oneshot runs this
-command with the failed unit's name. It asks systemd (``systemctl show``) how the unit
-ended. A permanent failure — the start limit hit, or exit status 78 (a configuration
-error, which ``RestartPreventExitStatus=78`` never restarts) — is logged once as the
+command with the failed unit's name. It asks systemd (``systemctl show``, or the
+``MONITOR_*`` variables systemd passes) how the unit ended. systemd starts OnFailure= units
+only once a unit is *failed*, not while it auto-restarts, so for our supervisors (all
+``Restart=``) a failed unit is a permanent failure: the start limit hit (systemd 252 then
+keeps the last ``Result``, e.g. ``exit-code``, and logs "Start request repeated too
+quickly"), or exit status 78 (a configuration error, which ``RestartPreventExitStatus=78``
+never restarts). It is logged once as the
 ``unit-failed`` event (its ``MESSAGE_ID`` explains it in ``journalctl -x``) and mailed once
 to ``mayor/``. "Once" is per invocation of the failed unit, recorded in
 ``daemon/units/unit-failed.json`` of the town; a mail that cannot be sent exits 1, and the
@@ -71,7 +75,10 @@ class UnitEnd:
         if self.status == EX_CONFIG:
             return ("it exited with status 78 (a configuration error), which is never "
                     "restarted")
-        return None
+        status = self.status if self.status is not None else "unknown"
+        return (f"systemd gave up restarting it (its start limit: it failed too often in a "
+                f"row; last result {self.result or 'unknown'}, exit status {status}, "
+                f"{self.restarts} restart(s))")
 
 
 def _int(value: str | None) -> int | None:

@@ -65,3 +65,23 @@ def test_a_config_error_is_reported_once_with_its_explanation(guest: GuestSystem
     assert mayor_mail(guest, town) == [f"UNIT_FAILED: {UNIT} stays down"]
     assert len(guest.journal(f"MESSAGE_ID={event}", "-o", "cat").splitlines()) == 1
     guest.systemctl("reset-failed", UNIT, check=False)
+
+
+def test_a_unit_at_its_start_limit_is_reported(guest: GuestSystemd, town: str) -> None:
+    unit = "gastown-witness@flaky.service"
+    guest.write_file(f"/etc/systemd/system/{unit}.d/flaky.conf",
+                     "[Unit]\nStartLimitIntervalSec=5min\nStartLimitBurst=2\n"
+                     "[Service]\nExecStart=\nExecStart=/bin/false\nRestartSec=100ms\n")
+    guest.systemctl("daemon-reload")
+    guest.systemctl("start", unit, check=False)
+    guest.wait_for(lambda: guest.show(unit, "ActiveState")["ActiveState"] == "failed",
+                   timeout=60, what="the start limit")  # Result stays exit-code (252)
+    assert "Start request repeated too quickly" in guest.journal("-u", unit, "-o", "cat")
+    subject = f"UNIT_FAILED: {unit} stays down"
+    guest.wait_for(lambda: subject in mayor_mail(guest, town), timeout=60,
+                   what="mail to mayor/ about the start limit")
+    event = BY_NAME["unit-failed"].message_id
+    said = guest.journal(f"MESSAGE_ID={event}", f"GT_UNIT={unit}", "-o", "cat")
+    assert said.count("failed for good") == 1 and "start limit" in said
+    assert mayor_mail(guest, town).count(subject) == 1
+    guest.systemctl("reset-failed", unit, check=False)
