@@ -16,6 +16,7 @@ from datetime import datetime
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
@@ -51,6 +52,7 @@ class DeaconKeeper(TownService):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self.conditions = Conditions(log)  # told when they start and when they end
         self._last_boot_spawn: float | None = None
         self._held_logged: str | None = None
 
@@ -205,7 +207,12 @@ class DeaconKeeper(TownService):
         age = beat.age(now_utc())
         if beat.problem:
             parts.append(f"heartbeat unreadable, not checked: {beat.problem}")
+            self.conditions.set("heartbeat", f"Deacon heartbeat unreadable, not checked "
+                                f"(repair or remove the file): {beat.problem}",
+                                fields=agent_fields(DEACON))
         else:
+            self.conditions.clear("heartbeat", "Deacon heartbeat readable again",
+                                  fields=agent_fields(DEACON))
             parts.append("no heartbeat yet" if age is None else
                          f"heartbeat {age / 60:.0f} min old")
         if not report.split:
