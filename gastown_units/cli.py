@@ -320,6 +320,11 @@ for _command in _agents.COMMANDS:
     cli.add_command(_command)
 
 
+from gastown_units.commands.unit_failed import unit_failed  # noqa: E402
+
+cli.add_command(unit_failed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising."""
     try:

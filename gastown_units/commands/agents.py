@@ -31,6 +31,7 @@ from gastown_units.ports import runner
 from gastown_units.ports.argv import checked_name
 from gastown_units.ports.operator import Owner, operator_tmux, town_owner
 from gastown_units.ports.tmux import Tmux
+from gastown_units.runtime.events import BY_NAME, agent_fields
 from gastown_units.town.holds import hold_path, holds_dir, read_hold, remove_hold, write_hold
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.layout import Town
@@ -143,7 +144,8 @@ def operator_name(environ: dict[str, str] | None = None, euid: int | None = None
             return str(uid)
 
 
-def journal_note(text: str, who: Identity, priority: int = 5) -> None:
+def journal_note(text: str, who: Identity, priority: int = 5, event: str | None = None
+                 ) -> None:
     """One journal entry about ``who`` (GT_AGENT/GT_ROLE/GT_RIG), when journald runs."""
     if not JOURNAL_SOCKET.exists():
         return
@@ -152,9 +154,9 @@ def journal_note(text: str, who: Identity, priority: int = 5) -> None:
     except ImportError:  # pragma: no cover - python3-systemd missing
         return
     fields = {"SYSLOG_IDENTIFIER": "gastown-units", "PRIORITY": str(priority),
-              "GT_AGENT": who.address, "GT_ROLE": str(who.role)}
-    if who.rig:
-        fields["GT_RIG"] = who.rig
+              **agent_fields(who)}
+    if event is not None:
+        fields.update(MESSAGE_ID=BY_NAME[event].message_id, GT_EVENT=event)
     with contextlib.suppress(OSError):
         journal.send(text, **fields)
 
@@ -271,7 +273,7 @@ def hold(agent: str, reason: str, town_root: Path | None) -> None:
     text = (f"{who.address} ({who.session}) is now {made.describe()}: no service starts, "
             f"restarts or kills it until `gastown-units release {who.address}`")
     click.echo(text)
-    journal_note(text, who)
+    journal_note(text, who, event="agent-held")
 
 
 @click.command()
@@ -294,7 +296,7 @@ def release(agent: str, town_root: Path | None) -> None:
     text = (f"released {who.address} ({who.session}){was} by {operator_name()}; services "
             "may start it again on their next pass")
     click.echo(text)
-    journal_note(text, who)
+    journal_note(text, who, event="agent-released")
 
 
 COMMANDS = (attach, capture, logs, hold, release)

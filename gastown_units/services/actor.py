@@ -32,6 +32,7 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
 from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import Reason, start_profile
 from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
@@ -120,7 +121,7 @@ class AgentActor:
             raise ToolError(f"cannot take the lock of {session}: {exc}") from None
         if not mine:
             log.debug("%s is being acted on by %s: skipped this pass", session,
-                      self.busy_with(who), extra={"GT_AGENT": who.address})
+                      self.busy_with(who), extra=agent_fields(who))
         try:
             yield mine
         finally:
@@ -146,7 +147,7 @@ class AgentActor:
         if mark is not None and not mark.holds(session_created=pane.created):
             clear_mark(self.town, who.session)
             log.info("%s was started again after its shutdown: shutdown marker removed",
-                     who.session, extra={"GT_AGENT": who.address})
+                     who.session, extra=agent_fields(who))
 
     # --- operator holds ------------------------------------------------------------------
     def operator_hold(self, who: Identity, doing: str = "acting on") -> Hold | None:
@@ -158,14 +159,15 @@ class AgentActor:
             hold = read_hold(self.town, who.session)
         except OSError as exc:  # unreadable: never act on missing information
             hold = Hold(who.session, "?", None, "", damaged=str(exc))
-        where = {"GT_AGENT": who.address}
         if hold is None:
             if self._held.pop(who.session, None) is not None:
-                log.info("%s is no longer held by an operator", who.session, extra=where)
+                log_event("agent-released", "%s is no longer held by an operator",
+                          who.session, who=who, logger=log)
             return None
         if self._held.get(who.session) != hold.incident:
-            log.warning("%s is %s: not %s it (`gastown-units release %s` to resume)",
-                        who.session, hold.describe(), doing, who.address, extra=where)
+            log_event("agent-held", "%s is %s: not %s it (`gastown-units release %s` to "
+                      "resume)", who.session, hold.describe(), doing, who.address, who=who,
+                      logger=log)
             self._held[who.session] = hold.incident
         return hold
 
@@ -179,7 +181,7 @@ class AgentActor:
         """Kill the agent's session (its process tree first); the caller holds its lock."""
         assert self.locks.held(who.session), f"kill of {who.session} without its lock"
         self.refuse_if_held(who, "killing")
-        self.keeper.kill(who.session, pane, ctx)
+        self.keeper.kill(who.session, pane, ctx, who)
 
     # --- keeping an agent alive ----------------------------------------------------------
     def keep(self, who: Identity, agent: AgentProgram, snap: Snapshot, ctx: Context
@@ -209,7 +211,7 @@ class AgentActor:
                 if mark.holds(session_created=pane.created if pane else None):
                     return KeepResult(Kept.HELD, pane, mark.describe())
                 clear_mark(self.town, who.session)
-            where = {"GT_AGENT": who.address}
+            where = agent_fields(who)
             try:
                 self.check_split(who, ctx)  # before anything is said or done
             except Elsewhere as exc:
@@ -217,14 +219,15 @@ class AgentActor:
             if state is Liveness.ZOMBIE and pane is not None:
                 log.warning("%s is a zombie (pane %s): killing and recreating", who.session,
                             "is dead" if pane.dead else f"runs {pane.command!r}", extra=where)
-                self.keeper.kill(who.session, pane, ctx)
+                self.keeper.kill(who.session, pane, ctx, who)
             else:
                 log.warning("%s is not running: starting it", who.session, extra=where)
             try:
                 new = self.start(who, agent, ctx, Reason.KEEP, split_checked=True)
             except CameBack:
                 return KeepResult(Kept.RUNNING, self.pane_now(who))
-            log.info("%s running (pane PID %d)", who.session, new.pid, extra=where)
+            log_event("agent-restarted", "%s running (pane PID %d)", who.session, new.pid,
+                      who=who, logger=log)
             return KeepResult(Kept.STARTED, new)
 
     # --- sequences (the caller holds the agent's lock) -----------------------------------
@@ -257,7 +260,7 @@ class AgentActor:
             return
         line = sighting.line()
         if self._split.get(who.session) != line:
-            log.warning("%s", line, extra={"GT_AGENT": who.address})
+            log.warning("%s", line, extra=agent_fields(who))
             self._split[who.session] = line
         raise Elsewhere(sighting)
 
@@ -265,7 +268,7 @@ class AgentActor:
         """The split-town incident of ``who`` (if one was logged) has ended."""
         if self._split.pop(who.session, None) is not None:
             log.info("split town over for %s: %s", who.session, why,
-                     extra={"GT_AGENT": who.address})
+                     extra=agent_fields(who))
 
     def restart(self, who: Identity, agent: AgentProgram, pane: Pane | None, ctx: Context,
                 reason: Reason) -> Pane:
@@ -277,7 +280,7 @@ class AgentActor:
         assert self.locks.held(who.session), f"restart of {who.session} without its lock"
         self.refuse_if_held(who, "restarting")
         if pane is not None:
-            self.keeper.kill(who.session, pane, ctx)
+            self.keeper.kill(who.session, pane, ctx, who)
             ctx.sleep(KILL_SETTLE)
         clear_mark(self.town, who.session)
         return self.start(who, agent, ctx, reason)
@@ -296,7 +299,7 @@ class AgentActor:
             raise ToolError(f"cannot record the shutdown of {who.session} ({exc}): "
                             "not killing it") from None
         if pane is not None:
-            self.keeper.kill(who.session, pane, ctx)
+            self.keeper.kill(who.session, pane, ctx, who)
 
     def pre_sync(self, who: Identity, ctx: Context) -> None:
         """``git fetch`` + ``pull --rebase`` of the checkout; never fatal (§6.5 step 3)."""
@@ -304,7 +307,7 @@ class AgentActor:
         if who.rig is None or not (workdir / ".git").exists():
             return  # not a checkout (yet): the start says so if it must be one
         branch = default_branch(self.town, who.rig)
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         problems = self.git.pre_sync(workdir, branch, progress=ctx.progress)
         for problem in problems:
             log.warning("pre-sync of %s: %s (starting anyway)", workdir, problem, extra=where)

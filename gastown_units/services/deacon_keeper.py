@@ -16,7 +16,9 @@ from datetime import datetime
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.tmux import Pane, Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept, OperatorHeld
 from gastown_units.services.base import TownService, setup_errors
@@ -51,6 +53,7 @@ class DeaconKeeper(TownService):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self.conditions = Conditions(log)  # told when they start and when they end
         self._last_boot_spawn: float | None = None
         self._held_logged: str | None = None
 
@@ -76,10 +79,10 @@ class DeaconKeeper(TownService):
         if not report.deacon_held and not report.split:  # a running Deacon may be held too
             report.deacon_held = self.actor.operator_hold(DEACON, "triaging") is not None
         if not report.split and not report.deacon_held:
-            with contained("Boot", ctx, {"GT_AGENT": BOOT.address}):
+            with contained("Boot", ctx, agent_fields(BOOT)):
                 self._ensure_boot(snap, report, ctx)
         ctx.progress()
-        with contained("Deacon heartbeat check", ctx, {"GT_AGENT": DEACON.address}):
+        with contained("Deacon heartbeat check", ctx, agent_fields(DEACON)):
             self._check_heartbeat(snap, agent, report, ctx)
         if self.settings.degraded:
             self._write_triage(report)
@@ -90,7 +93,7 @@ class DeaconKeeper(TownService):
         try:
             kept = self.actor.keep(DEACON, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
-            log.error("could not start the Deacon: %s", exc, extra={"GT_AGENT": DEACON.address})
+            log.error("could not start the Deacon: %s", exc, extra=agent_fields(DEACON))
             report.notes.append(f"deacon start failed: {exc}")
             report.did("error", "deacon")
             ctx.failed(str(exc))
@@ -99,7 +102,7 @@ class DeaconKeeper(TownService):
             if self._held_logged != kept.detail:
                 log.info("the Deacon was %s: not restarting it (start it by hand, or "
                          "`gastown-units clear-backoff deacon/`)", kept.detail,
-                         extra={"GT_AGENT": DEACON.address})
+                         extra=agent_fields(DEACON))
                 self._held_logged = kept.detail
             report.notes.append(f"deacon down: {kept.detail}")
             return snap
@@ -135,11 +138,11 @@ class DeaconKeeper(TownService):
                     return  # someone else is at it, or Boot came up meanwhile
                 self.actor.start(BOOT, agent, ctx, Reason.KEEP)
             log.info("spawned Boot (%s) for triage", BOOT.session,
-                     extra={"GT_AGENT": BOOT.address})
+                     extra=agent_fields(BOOT))
         except (Elsewhere, OperatorHeld) as exc:  # the actor logged it once per incident
             report.notes.append(f"boot not spawned: {exc}")
         except (ValueError, GastownError) as exc:
-            log.error("could not spawn Boot: %s", exc, extra={"GT_AGENT": BOOT.address})
+            log.error("could not spawn Boot: %s", exc, extra=agent_fields(BOOT))
             report.notes.append(f"boot spawn failed: {exc}")
 
     def _check_heartbeat(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
@@ -160,15 +163,16 @@ class DeaconKeeper(TownService):
         if age > s.heartbeat_kill:
             self._restart_stuck(pane, agent, minutes, report, ctx)
             return
-        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval):
+        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval,
+                        who=DEACON):
             log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
-                        extra={"GT_AGENT": DEACON.address})
+                        extra=agent_fields(DEACON))
             report.did("nudge", "deacon-stale")
 
     def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
                        report: PassReport, ctx: Context) -> None:
         """Kill and restart a Deacon whose heartbeat is too old, under its lock."""
-        where = {"GT_AGENT": DEACON.address}
+        where = agent_fields(DEACON)
         with self.actor.hold(DEACON, "restart (stale heartbeat)") as mine:
             if not mine:
                 report.notes.append("deacon: another service is acting on it")
@@ -180,13 +184,17 @@ class DeaconKeeper(TownService):
                         minutes, self.settings.heartbeat_kill / 60, extra=where)
             report.did("restart", "deacon-stuck")
             try:
-                self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
+                new = self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
             except OperatorHeld as exc:  # held meanwhile: the actor logged it
                 report.notes.append(str(exc))
+                return
             except (StartFailed, ToolError, Elsewhere) as exc:
                 log.error("could not restart the Deacon: %s", exc, extra=where)
                 report.notes.append(f"deacon restart failed: {exc}")
                 ctx.failed(str(exc))
+                return
+            log_event("agent-restarted", "restarted the Deacon (stale heartbeat; pane PID %d)",
+                      new.pid, who=DEACON, logger=log)
 
     def _write_triage(self, report: PassReport) -> None:
         """Degraded mode: record the mechanical triage as Boot would (§1.6)."""
@@ -214,7 +222,12 @@ class DeaconKeeper(TownService):
         age = beat.age(now_utc())
         if beat.problem:
             parts.append(f"heartbeat unreadable, not checked: {beat.problem}")
+            self.conditions.set("heartbeat", f"Deacon heartbeat unreadable, not checked "
+                                f"(repair or remove the file): {beat.problem}",
+                                fields=agent_fields(DEACON))
         else:
+            self.conditions.clear("heartbeat", "Deacon heartbeat readable again",
+                                  fields=agent_fields(DEACON))
             parts.append("no heartbeat yet" if age is None else
                          f"heartbeat {age / 60:.0f} min old")
         if not report.split:

@@ -45,7 +45,9 @@ from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
@@ -93,6 +95,7 @@ class LifecycleMail(TownService):
         self._gates: dict[str, RigGate] = {}
         self._rigs_problem: str | None = None
         self._logged: set[tuple[str, str]] = set()  # (message id, what) already logged
+        self.conditions = Conditions(log)  # told when they start and when they end
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -135,9 +138,11 @@ class LifecycleMail(TownService):
         try:
             messages = self.mail.inbox(INBOX)
         except GastownError as exc:
-            log.warning("cannot read the %s inbox, acting on nothing: %s", INBOX, exc)
+            self.conditions.set("inbox", f"cannot read the {INBOX} inbox, acting on nothing: "
+                                f"{exc}")
             ctx.failed(str(exc))
             return f"inbox unreadable, nothing done: {exc}"
+        self.conditions.clear("inbox", f"the {INBOX} inbox is readable again")
         present = {m.id for m in messages}
         self._logged = {key for key in self._logged if key[0] in present}
         requests = [m for m in messages if not m.read and is_lifecycle(m.subject)]
@@ -201,7 +206,7 @@ class LifecycleMail(TownService):
             if decision.verdict is Verdict.REFUSE:
                 log.warning("%s requested %s, but rig %s is not operational (%s): request "
                             "deleted, agent left as it is", who.address, action, who.rig,
-                            facts.rig_reason, extra={"GT_AGENT": who.address})
+                            facts.rig_reason, extra=agent_fields(who))
                 return decision.outcome
             if action is Action.SHUTDOWN:
                 return self._shutdown(message, who, pane, _committed(ctx))
@@ -251,7 +256,7 @@ class LifecycleMail(TownService):
         if (message.id, what) in self._logged:
             return
         self._logged.add((message.id, what))
-        extra = {"GT_AGENT": who.address} if who else None
+        extra = agent_fields(who) if who else None
         log.log(level, text, *args, extra=extra)
 
     def _action(self, message: Message) -> Action | None:
@@ -280,7 +285,7 @@ class LifecycleMail(TownService):
 
     def _drop(self, message: Message, who: Identity, decision: Decision, ctx: Context) -> str:
         """Delete an expired or stale request without acting on it."""
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         old = decision.old
         assert old is not None
         try:
@@ -290,8 +295,9 @@ class LifecycleMail(TownService):
                         old.kind, message.id, exc, extra=where)
             ctx.failed(str(exc))
             return "left (delete failed)"
-        log.info("deleted %s LIFECYCLE request %s from %s without acting: %s", old.kind,
-                 message.id, who.address, old.detail, extra=where)
+        log_event("stale-request-dropped", "deleted %s LIFECYCLE request %s from %s without "
+                  "acting: %s", old.kind, message.id, who.address, old.detail, who=who,
+                  logger=log)
         return old.kind
 
     # --- strict mode (requesting_<action>, [D] §1.9) ------------------------------------
@@ -322,12 +328,12 @@ class LifecycleMail(TownService):
                 write_json_atomic(path, without_request(state, action), 0o644)
         except (ValueError, OSError) as exc:
             log.warning("cannot clear %s in %s: %s", action.flag, path, exc,
-                        extra={"GT_AGENT": who.address})
+                        extra=agent_fields(who))
 
     # --- acting ------------------------------------------------------------------------
     def _claim(self, message: Message, who: Identity, action: Action, ctx: Context) -> bool:
         """Delete the request before acting on it; False (and no action) if that fails."""
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         try:
             self.mail.delete(message.id)
         except GastownError as exc:
@@ -342,7 +348,7 @@ class LifecycleMail(TownService):
     def _shutdown(self, message: Message, who: Identity, pane: Pane | None, ctx: Context
                   ) -> str:
         """Mark the agent as shut down on request (keepers honour it), then kill it."""
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         try:
             self.actor.shutdown(who, pane, ctx, by=INBOX, hook_bead=self._hook_of(who),
                                 request=message.id)
@@ -358,8 +364,8 @@ class LifecycleMail(TownService):
             log.info("%s asked to shut down but is not running: kept down", who.address,
                      extra=where)
         else:
-            log.info("shut down %s on its request; it stays down until started again",
-                     who.session, extra=where)
+            log_event("shutdown-done", "shut down %s on its request; it stays down until "
+                      "started again", who.session, who=who, logger=log)
         return "done"
 
     def _hook_of(self, who: Identity) -> str | None:
@@ -374,7 +380,7 @@ class LifecycleMail(TownService):
         return bead.hook_bead if bead else ""
 
     def _restart(self, who: Identity, action: Action, pane: Pane | None, ctx: Context) -> str:
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         agent = self.agent(who.role, who.rig)  # resolved when the request was decided
         try:
             new = self.actor.restart(who, agent, pane, ctx, Reason.LIFECYCLE)

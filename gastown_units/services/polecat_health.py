@@ -26,7 +26,9 @@ from gastown_units.ports.argv import is_bead_id, usable_prefixes
 from gastown_units.ports.beads import AgentBead, Beads
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
@@ -101,10 +103,18 @@ class PolecatHealth(TownService):
             town = self.open_town()
             self.rigs = self.load_rigs(town)
             self.prefixes, self.unusable = usable_prefixes(rig_prefixes(town, self.rigs))
-            for rig, why in sorted(self.unusable.items()):
-                log.error("rig %s is not swept: %s", rig, why)
             self.agent(Role.POLECAT, None, town=town)
         self.take_town(town)
+        self.conditions = Conditions(log)  # told once over many sweeps (runs)
+        self.conditions_file = state_path(town, "polecat-health-conditions")
+        self.conditions.load(load_state(self.conditions_file))
+        for key in [k for k in self.conditions.active if k.startswith("prefix:")]:
+            if key.removeprefix("prefix:") not in self.unusable:
+                self.conditions.clear(key)
+        for rig, why in sorted(self.unusable.items()):
+            self.conditions.set(f"prefix:{rig}", f"rig {rig} is not swept: {why}",
+                                level=logging.ERROR, fields={"GT_RIG": rig})
+        self._save_conditions()
         s = self.settings
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
@@ -136,6 +146,21 @@ class PolecatHealth(TownService):
             return None
 
     def _sweep(self, ctx: Context) -> str:
+        try:
+            return self._sweep_once(ctx)
+        finally:
+            self._save_conditions()
+
+    def _save_conditions(self) -> None:
+        if not self.conditions.changed:
+            return
+        try:
+            save_state(self.conditions_file, dict(self.conditions.active))
+            self.conditions.changed = False
+        except OSError as exc:
+            log.error("cannot save %s: %s", self.conditions_file, exc)
+
+    def _sweep_once(self, ctx: Context) -> str:
         paused = self.paused(ctx)
         if paused:
             return paused
@@ -147,7 +172,8 @@ class PolecatHealth(TownService):
             agents = self._agent_beads()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
         except ToolError as exc:  # unknown is not dead: no restarts on missing information
-            log.warning("bd failed, no polecat is restarted this sweep: %s", exc)
+            self.conditions.set("bd", f"bd failed, no polecat is restarted until it works: "
+                                f"{exc}")
             ctx.failed(str(exc))
             return f"bd failed, nothing restarted: {exc}"
         self.tracker.load()
@@ -160,6 +186,7 @@ class PolecatHealth(TownService):
             facts = self._gather(snap, agents, rig_beads, report, ctx)
             if facts is None:
                 return report.line()
+            self.conditions.clear("bd", "bd works again: polecats are judged again")
             plan = plan_sweep(facts, state, self.tracker, self.limits, time.time())
             self._perform(plan, report, ctx)
         finally:
@@ -192,10 +219,13 @@ class PolecatHealth(TownService):
             try:
                 agent = self.agent(Role.POLECAT, rig)
             except ValueError as exc:  # this rig's problem, not the sweep's
-                log.error("rig %s not swept: %s", rig, exc)
+                self.conditions.set(f"agent:{rig}", f"rig {rig} not swept: {exc}",
+                                    level=logging.ERROR, fields={"GT_RIG": rig})
                 report.notes.append(f"rig {rig}: {exc}")
                 ctx.failed(str(exc))
                 continue
+            self.conditions.clear(f"agent:{rig}", f"rig {rig} is swept again",
+                                  fields={"GT_RIG": rig})
             report.rigs += 1
             for name in polecat_names(self.town, rig):
                 who = Identity(Role.POLECAT, rig, name)
@@ -217,7 +247,8 @@ class PolecatHealth(TownService):
             try:
                 hooked = self.beads.show_many(asked)
             except ToolError as exc:
-                log.warning("bd failed reading hooked beads, nothing restarted: %s", exc)
+                self.conditions.set("bd", f"bd failed reading hooked beads, nothing "
+                                    f"restarted until it works: {exc}")
                 ctx.failed(str(exc))
                 return None
         candidates = {who.session for who, _ in dead}
@@ -247,7 +278,8 @@ class PolecatHealth(TownService):
         try:
             return self.actor.locks.acquire(who.session, "crash sweep")
         except OSError as exc:
-            log.error("cannot take the lock of %s (%s): not judging it", who.session, exc)
+            log.error("cannot take the lock of %s (%s): not judging it", who.session, exc,
+                      extra=agent_fields(who))
             return False
 
     def _facts(self, who: Identity, bead: AgentBead | None, agent: AgentProgram,
@@ -271,8 +303,7 @@ class PolecatHealth(TownService):
     # --- performing the plan -------------------------------------------------------------
     def _perform(self, plan: SweepPlan, report: Sweep, ctx: Context) -> None:
         for step in plan.polecats:
-            with contained(f"polecat {step.facts.address}", ctx,
-                           {"GT_AGENT": step.facts.address}):
+            with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
                 self._perform_one(step, plan.state, report, ctx)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
@@ -281,15 +312,17 @@ class PolecatHealth(TownService):
 
     def _perform_one(self, step: PolecatPlan, state: SweepState, report: Sweep,
                      ctx: Context) -> None:
-        f, where = step.facts, {"GT_AGENT": step.facts.address}
+        f, where = step.facts, _fields(step.facts)
         for level, text in step.logs:
             log.log(level, "%s", text, extra=where)
+        for event, text in step.events:
+            log_event(event, "%s", text, fields=where, logger=log)
         if step.clear_mark:
             clear_mark(self.town, f.session)
             log.info("%s has new work or a new session: its shutdown marker is removed",
                      f.session, extra=where)
         for mailing in step.mails:
-            if self._send(f.rig, mailing.subject, mailing.body):
+            if self._send(mailing.to or f"{f.rig}/witness", mailing.subject, mailing.body):
                 state.incidents[mailing.key] = mailing.value
         if step.act is Act.ELSEWHERE:
             report.elsewhere.append(f.elsewhere)
@@ -302,7 +335,7 @@ class PolecatHealth(TownService):
             self._restart_one(step, report, ctx)
 
     def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
-        f, where = step.facts, {"GT_AGENT": step.facts.address}
+        f, where = step.facts, _fields(step.facts)
         try:
             outcome = self._restart(step, ctx)
         except OperatorHeld:  # held since the sweep looked (the actor logged it)
@@ -312,7 +345,7 @@ class PolecatHealth(TownService):
             report.failed += 1
             ctx.failed(str(exc))
             log.error("restart of %s failed: %s", f.session, exc, extra=where)
-            self._send(f.rig, f"CRASHED_POLECAT: {f.address} restart failed",
+            self._send(f"{f.rig}/witness", f"CRASHED_POLECAT: {f.address} restart failed",
                        f"Polecat {f.name} crashed and automatic restart failed.\n\n"
                        f"hook_bead: {f.hook_bead}\nrestart_error: {exc}\n\n"
                        "Manual intervention may be required.")
@@ -330,23 +363,26 @@ class PolecatHealth(TownService):
         agent = self.agent(Role.POLECAT, f.rig)
         pane = self.actor.pane_now(who)
         if pane is not None and liveness(pane, agent) is Liveness.RUNNING:
-            log.info("%s came back while we looked: not restarted", f.session)
+            log.info("%s came back while we looked: not restarted", f.session,
+                     extra=agent_fields(who))
             return False
         if pane is not None:
             self.actor.kill(who, pane, ctx)
         try:
             new = self.actor.start(who, agent, ctx, Reason.CRASH, split_checked=True)
         except CameBack:
-            log.info("%s came back while we looked: not restarted", f.session)
+            log.info("%s came back while we looked: not restarted", f.session,
+                     extra=agent_fields(who))
             return False
-        log.info("restarted %s (pane PID %d)", f.session, new.pid, extra={"GT_AGENT": f.address})
+        log_event("agent-restarted", "restarted %s (pane PID %d)", f.session, new.pid, who=who,
+                  logger=log)
         return True
 
     # --- mail, events, state ----------------------------------------------------------
     def _mass_death(self, sessions: tuple[str, ...]) -> None:
         window = self.settings.mass_death_window
-        log.warning("MASS DEATH DETECTED: %d sessions died in %s: %s", len(sessions),
-                    go_duration(window), list(sessions))
+        log_event("mass-death", "MASS DEATH DETECTED: %d sessions died in %s: %s",
+                  len(sessions), go_duration(window), list(sessions), logger=log)
         try:
             append_event(self.town, "mass_death", {
                 "count": len(sessions), "window": go_duration(window),
@@ -354,11 +390,12 @@ class PolecatHealth(TownService):
         except OSError as exc:
             log.error("cannot append to %s: %s", self.town.events, exc)
 
-    def _send(self, rig: str, subject: str, body: str) -> bool:
+    def _send(self, to: str, subject: str, body: str) -> bool:
         try:
-            self.mail.send(f"{rig}/witness", subject, body)
+            self.mail.send(to, subject, body)
         except GastownError as exc:
-            log.error("could not mail %s/witness (%s): %s", rig, subject, exc)
+            log.error("could not mail %s (%s; retried next sweep if still due): %s", to,
+                      subject, exc)
             return False
         return True
 
@@ -368,6 +405,11 @@ class PolecatHealth(TownService):
             save_state(self.state_file, state.to_json())
         except OSError as exc:
             log.error("cannot save sweep state: %s", exc)
+
+
+def _fields(f: PolecatFacts) -> dict[str, str]:
+    """The journal fields of the polecat ``f`` is about (GT_AGENT, GT_ROLE, GT_RIG)."""
+    return agent_fields(Identity(Role.POLECAT, f.rig, f.name))
 
 
 def clear_backoff(town: Town, session: str, policy: Policy) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from gastown_units.services.restart_tracker import RestartTracker
+from gastown_units.services.restart_tracker import RestartTracker, stamp
 from gastown_units.services.sessions import Liveness
 from gastown_units.town.events import go_duration
 from gastown_units.town.shutdown_marks import ShutdownMark
@@ -103,12 +103,14 @@ class Act(StrEnum):
 
 @dataclass(frozen=True)
 class Mailing:
-    """A mail to the polecat's Witness, sent once per incident (``key`` → ``value``)."""
+    """A mail sent once per incident (``key`` → ``value``): to ``to``, or (empty) to the
+    polecat's Witness."""
 
     key: str
     value: str
     subject: str
     body: str
+    to: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class PolecatPlan:
     clear_mark: bool = False  # a shutdown marker that no longer holds
     mails: tuple[Mailing, ...] = ()
     logs: tuple[tuple[int, str], ...] = ()
+    events: tuple[tuple[str, str], ...] = ()  # (event name, text): logged with a MESSAGE_ID
 
 
 @dataclass(frozen=True)
@@ -216,29 +219,39 @@ def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
     if new_death:
         state.dead[f.session] = f.hook_bead
     logs: list[tuple[int, str]] = []
+    events: list[tuple[str, str]] = []
     policy = tracker.policy
+    loop = go_duration(policy.loop_window)
     if tracker.loops_now(f.session, now):
-        loop = go_duration(policy.loop_window)
-        logs.append((logging.ERROR, f"CRASH LOOP: {f.session} restarted {policy.loop_count} "
-                     f"times within {loop}: restarts stopped; release with "
-                     f"`gastown-units clear-backoff {f.address}`"))
+        events.append(("crash-loop", f"CRASH LOOP: {f.session} restarted {policy.loop_count} "
+                       f"times within {loop}: restarts stopped; release with "
+                       f"`gastown-units clear-backoff {f.address}`"))
         mails.append(Mailing(f"loop:{f.session}", f.hook_bead,
                              f"CRASH_LOOP: {f.address} restarts stopped",
                              f"Polecat {f.name} crashed {policy.loop_count} times within "
                              f"{loop}.\n\nhook_bead: {f.hook_bead}\n\nRestarts are stopped "
                              f"until `gastown-units clear-backoff {f.address}`."))
+    since = tracker.loop_since(f.session)
+    if since is not None:  # mayor/ is told once per crash loop, retried until it is
+        mails.append(Mailing(f"mayor-loop:{f.session}", stamp(since),
+                             f"CRASH_LOOP: {f.address} restarts stopped",
+                             f"Polecat {f.address} crashed {policy.loop_count} times within "
+                             f"{loop}; automatic restarts are stopped.\n\n"
+                             f"hook_bead: {f.hook_bead}\n\nFind why it dies, then run "
+                             f"`gastown-units clear-backoff {f.address}`.", to="mayor/"))
     mails = [m for m in mails if state.incidents.get(m.key) != m.value]
     blocked = tracker.blocked(f.session, now)
     if blocked:
         logs.append((logging.INFO, f"{f.session} is dead with work hooked; not restarted "
                      f"now ({blocked})"))
-        return replace(plan, act=Act.HOLD, mails=tuple(mails), logs=tuple(logs)), new_death
+        return replace(plan, act=Act.HOLD, mails=tuple(mails), logs=tuple(logs),
+                       events=tuple(events)), new_death
     logs.append((logging.WARNING, f"CRASH DETECTED: polecat {f.address} has hook_bead="
                  f"{f.hook_bead} but session {f.session} is "
                  f"{'a zombie' if f.liveness is Liveness.ZOMBIE else 'dead'}"))
     tracker.record(f.session, now)
     return replace(plan, act=Act.RESTART, kill_first=f.liveness is Liveness.ZOMBIE,
-                   mails=tuple(mails), logs=tuple(logs)), new_death
+                   mails=tuple(mails), logs=tuple(logs), events=tuple(events)), new_death
 
 
 def _alive(f: PolecatFacts, plan: PolecatPlan, state: SweepState, tracker: RestartTracker,
@@ -247,6 +260,8 @@ def _alive(f: PolecatFacts, plan: PolecatPlan, state: SweepState, tracker: Resta
     state.dead.pop(f.session, None)
     state.incidents.pop(f"orphaned:{f.session}", None)
     state.incidents.pop(f"gone:{f.session}", None)
+    if tracker.loop_since(f.session) is None:
+        state.incidents.pop(f"mayor-loop:{f.session}", None)
     logs: list[tuple[int, str]] = []
     if tracker.stable(f.session, now):
         logs.append((logging.INFO, f"{f.session} stable again: restart backoff cleared"))

@@ -27,6 +27,7 @@ from gastown_units.ports.git import Git
 from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, AgentActor, OperatorHeld
 from gastown_units.services.lifecycle_parse import TooOld, too_old
@@ -91,7 +92,7 @@ class ShutdownHandler:
                 return "held"
 
     def _handle_locked(self, message: Message, who: Identity, ctx: Context) -> str:
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
         if self.actor.operator_hold(who, "shutting down") is not None:
             return "held"  # an operator holds it: the request waits for the release
         pane = self.actor.pane_now(who)  # fresh, under the lock
@@ -127,8 +128,8 @@ class ShutdownHandler:
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
         self.save()
-        log.info("shutdown of polecat %s done; request %s acknowledged", who.address,
-                 message.id, extra=where)
+        log_event("shutdown-done", "shutdown of polecat %s done; request %s acknowledged",
+                  who.address, message.id, who=who, logger=log)
         return "done"
 
     def _too_old(self, message: Message, pane: Pane | None, tree: Path | None
@@ -148,8 +149,9 @@ class ShutdownHandler:
         self.mail.delete(message.id)
         self.notified.pop(message.id, None)
         self.save()
-        log.warning("deleted %s shutdown request %s for %s without acting: %s", kind,
-                    message.id, who.address, why, extra={"GT_AGENT": who.address})
+        log_event("stale-request-dropped", "deleted %s shutdown request %s for %s without "
+                  "acting: %s", kind, message.id, who.address, why, who=who, logger=log,
+                  level=logging.WARNING)
         return kind
 
     def _remove_worktree(self, who: Identity, tree: Path | None, ctx: Context) -> Path:
@@ -161,7 +163,7 @@ class ShutdownHandler:
         ctx.progress()
         self.git.remove_worktree(repo, tree, progress=ctx.progress)
         ctx.progress()
-        log.info("removed worktree %s", tree, extra={"GT_AGENT": who.address})
+        log.info("removed worktree %s", tree, extra=agent_fields(who))
         base = self.town.rig_dir(self.rig) / "polecats" / str(who.name)
         if base.is_dir() and not any(base.iterdir()):
             base.rmdir()
@@ -178,7 +180,7 @@ class ShutdownHandler:
         self.notified[message.id] = time.time()
         self.save()
         log.warning("polecat %s cannot be shut down yet: %s (told it by mail)", who.address,
-                    reason, extra={"GT_AGENT": who.address})
+                    reason, extra=agent_fields(who))
 
     def _delete_branch(self, who: Identity, repo: Path, ctx: Context) -> None:
         """Delete ``polecat/<name>`` (merged only) where the worktree's branches live."""
@@ -189,9 +191,9 @@ class ShutdownHandler:
         kept = self.git.delete_merged_branch(repo, branch)
         if kept:
             log.warning("branch %s in %s %s", branch, repo, kept,
-                        extra={"GT_AGENT": who.address})
+                        extra=agent_fields(who))
         else:
-            log.info("deleted branch %s in %s", branch, repo, extra={"GT_AGENT": who.address})
+            log.info("deleted branch %s in %s", branch, repo, extra=agent_fields(who))
 
 
 def _created(tree: Path) -> float | None:

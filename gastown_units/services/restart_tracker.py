@@ -52,6 +52,11 @@ def _ts(value: float | None) -> str:
         return format_time(None)
 
 
+def stamp(value: float) -> str:
+    """A time as the file keeps it (the same text before and after a save and a load)."""
+    return _ts(value)
+
+
 def _epoch(value: object) -> float | None:
     parsed = parse_time(value)
     return parsed.timestamp() if parsed else None
@@ -101,6 +106,11 @@ class RestartTracker:
         if entry.backoff_until is not None and now < entry.backoff_until:
             return f"backing off for {entry.backoff_until - now:.0f}s more"
         return None
+
+    def loop_since(self, key: str) -> float | None:
+        """When ``key``'s crash loop began, or None when it is in none."""
+        entry = self.agents.get(key)
+        return entry.crash_loop_since if entry else None
 
     def loops_now(self, key: str, now: float) -> bool:
         """Mark a crash loop if the window already holds ``loop_count`` restarts."""

@@ -9,6 +9,7 @@ from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolError
 from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
+from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService, setup_errors
@@ -97,7 +98,7 @@ class RigService(TownService):
 
     def _keep(self, agent: AgentProgram, snap: Snapshot, ctx: Context) -> tuple[str, bool]:
         """Keep the rig agent; (status part, whether sessions changed)."""
-        where = {"GT_AGENT": self.identity.address}
+        where = agent_fields(self.identity)
         session = self.identity.session
         try:
             kept = self.actor.keep(self.identity, agent, snap, ctx)

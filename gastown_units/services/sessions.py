@@ -16,6 +16,7 @@ from pathlib import Path
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports import procs
 from gastown_units.ports.tmux import Pane, Tmux
+from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import StartProfile, pane_died_hook
 from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
@@ -69,12 +70,13 @@ class SessionKeeper:
         self.kill_grace = kill_grace
         self._last_nudge: dict[str, float] = {}
 
-    def kill(self, session: str, pane: Pane | None, ctx: Context) -> None:
+    def kill(self, session: str, pane: Pane | None, ctx: Context,
+             who: Identity | None = None) -> None:
         """Kill the pane's process tree (deepest first, TERM then KILL), then the session."""
         if pane is not None:
             count = procs.kill_tree(pane.pid, grace=self.kill_grace, progress=ctx.progress)
             log.info("killed %d process(es) of session %s", count, session,
-                     extra={"GT_AGENT": session})
+                     extra=agent_fields(who) if who else None)
         self.tmux.kill_session(session)
 
     def start(self, identity: Identity, agent: AgentProgram, ctx: Context,
@@ -105,18 +107,20 @@ class SessionKeeper:
         command = start_command(env, agent, text)
         self.tmux.new_session(session, cwd=workdir, command=command)
         log.info("started session %s in %s running %s", session, workdir, agent.argv[0],
-                 extra={"GT_AGENT": identity.address})
+                 extra=agent_fields(identity))
         try:
             self.tmux.set_environment(session, env)  # for humans who open a new pane
             if theme:
                 self.tmux.set_options(session, theme.options(session))
         except ToolError as exc:
-            log.warning("session %s: environment/theme not set: %s", session, exc)
+            log.warning("session %s: environment/theme not set: %s", session, exc,
+                        extra=agent_fields(identity))
         if profile.pane_died_hook:  # at once, as Gas Town does: before the agent is up
             try:
                 self.tmux.set_hook(session, "pane-died", pane_died_hook(identity))
             except ToolError as exc:
-                log.warning("pane-died hook not set on %s: %s", session, exc)
+                log.warning("pane-died hook not set on %s: %s", session, exc,
+                            extra=agent_fields(identity))
         pane = self.wait_for_agent(session, agent, ctx)
         self.accept_bypass(session, ctx)
         if profile.ready_prompt:
@@ -124,7 +128,7 @@ class SessionKeeper:
         elif profile.ready_delay:
             ctx.sleep(profile.ready_delay)  # no known prompt: the runtime's delay (§3.5)
         if profile.startup_nudge:
-            self.nudge(session, profile.startup_nudge, ctx)
+            self.nudge(session, profile.startup_nudge, ctx, who=identity)
         return pane
 
     def wait_for_prompt(self, session: str, prefix: str, ctx: Context) -> None:
@@ -181,8 +185,8 @@ class SessionKeeper:
             self.tmux.send_key(session, "Enter")
             log.info("accepted the bypass-permissions dialog in %s", session)
 
-    def nudge(self, session: str, message: str, ctx: Context, *, min_interval: float = 0.0
-              ) -> bool:
+    def nudge(self, session: str, message: str, ctx: Context, *, min_interval: float = 0.0,
+              who: Identity | None = None) -> bool:
         """Type ``message`` into the agent and submit it (§3.7); False if rate-limited."""
         last = self._last_nudge.get(session)
         if last is not None and time.monotonic() - last < min_interval:
@@ -207,6 +211,6 @@ class SessionKeeper:
         except ToolError as exc:  # best effort, as in Gas Town
             log.debug("wake-up resize of %s failed: %s", session, exc)
         self._last_nudge[session] = time.monotonic()
-        log.info("nudged %s: %s", session, message, extra={"GT_AGENT": session})
+        log.info("nudged %s: %s", session, message, extra=agent_fields(who) if who else None)
         return True
 

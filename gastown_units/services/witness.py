@@ -16,7 +16,9 @@ from gastown_units.ports import runner
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Snapshot
+from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
+from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.auto_spawn import (
     candidates,
@@ -64,6 +66,7 @@ class Witness(RigService):
         self.state.pop("spawned", None)  # before 2026-12: bd ready is the truth now
         self.book = load_book(self.state.get("slings"))
         self.sling: tuple[str, runner.Background, float] | None = None
+        self.conditions = Conditions(log)  # told when they start and when they end
         self.last_sling = float("-inf")
         self.rig_database = rig_database(town, self.rig, self.prefix)
         self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
@@ -81,7 +84,7 @@ class Witness(RigService):
             bead = self.beads.agent(bead_id)
         except GastownError as exc:
             log.info("hooked work of %s unknown (%s): its shutdown marker holds until its "
-                     "agent bead changes", who.address, exc)
+                     "agent bead changes", who.address, exc, extra=agent_fields(who))
             return None
         return bead.hook_bead if bead else ""
 
@@ -108,8 +111,9 @@ class Witness(RigService):
         try:
             messages = self.mail.inbox(self.identity.address)
         except GastownError as exc:
-            log.warning("cannot read the witness inbox: %s", exc)
+            self.conditions.set("inbox", f"cannot read the witness inbox: {exc}")
             return "inbox unreadable"
+        self.conditions.clear("inbox", "the witness inbox is readable again")
         counts = process_requests(self.shutdowns, messages, snap, ctx)
         return "shutdowns " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""
 
@@ -140,7 +144,7 @@ class Witness(RigService):
             entry = Entry.from_json(ladder.get(str(who.name)))
             if is_reset(entry, activity, now, s.stuck_threshold):
                 log.info("polecat %s shows activity again: stuck ladder reset", who.address,
-                         extra={"GT_AGENT": who.address})
+                         extra=agent_fields(who))
                 ladder.pop(str(who.name), None)
                 entry, changed = None, True
             if now - activity >= s.stuck_threshold:
@@ -159,10 +163,11 @@ class Witness(RigService):
 
     def _take_step(self, step: Step, who: Identity, idle: float, ctx: Context) -> bool:
         minutes = int(idle // 60)
-        where = {"GT_AGENT": who.address}
+        where = agent_fields(who)
+        key = f"step:{who.address}"
         try:
             if step is Step.NUDGE:
-                self.keeper.nudge(who.session, NUDGE.format(minutes=minutes), ctx)
+                self.keeper.nudge(who.session, NUDGE.format(minutes=minutes), ctx, who=who)
                 log.warning("polecat %s stuck (no activity for %d min): nudged (1/3)",
                             who.address, minutes, extra=where)
             elif step is Step.ESCALATE:
@@ -177,9 +182,11 @@ class Witness(RigService):
                 log.warning("polecat %s still stuck after nudge and escalation (%d min): "
                             "waiting for a human (3/3)", who.address, minutes, extra=where)
         except GastownError as exc:
-            log.warning("stuck-ladder step %s for %s failed, retried next pass: %s",
-                        step.name.lower(), who.address, exc, extra=where)
+            self.conditions.set(key, f"stuck-ladder step {step.name.lower()} for {who.address} "
+                                f"failed, retried every pass: {exc}", fields=where)
             return False
+        self.conditions.clear(key, f"stuck-ladder step {step.name.lower()} for {who.address} "
+                              "done", fields=where)
         return True
 
     # --- auto-spawn ---------------------------------------------------------------------
@@ -203,8 +210,9 @@ class Witness(RigService):
             try:
                 ready = self.beads.at(self.rig_database).ready() if self.beads else []
             except GastownError as exc:
-                log.warning("auto-spawn skipped: bd ready failed: %s", exc)
+                self.conditions.set("bd-ready", f"auto-spawn skipped: bd ready failed: {exc}")
                 return "auto-spawn: bd ready failed"
+            self.conditions.clear("bd-ready", "auto-spawn: bd ready works again")
             now = time.time()
             forget_old(self.book, now)
             todo = [i for i in candidates(ready, self.book, now, backoff=s.sling_backoff,

@@ -150,7 +150,29 @@ def test_crash_loop_stops_restarts(extra: int) -> None:
     acts = [p.polecats[0].act for p in plans]
     assert acts == [Act.RESTART] * quick.loop_count + [Act.HOLD] * extra
     loops = [m for p in plans for m in p.polecats[0].mails if m.subject.startswith("CRASH_LOOP")]
-    assert len(loops) == 1
+    assert sorted(m.to for m in loops) == ["", "mayor/"]  # the witness and mayor/, once each
+    events = [e for p in plans for e, _ in p.polecats[0].events]
+    assert events == ["crash-loop"]
+
+
+def test_the_mayors_crash_loop_mail_is_retried_until_sent_and_survives_a_reload(
+        tmp_path: Path) -> None:
+    quick = Policy(base=1, cap=1, loop_count=2, loop_window=900, stable=1800)
+    state, track = SweepState(), RestartTracker(tmp_path / "restart_state.json", quick)
+    mayor = []
+    for i in range(6):
+        plan = plan_sweep([facts()], state, track, LIMITS, 1000.0 + 2 * i)
+        for mail in plan.polecats[0].mails:
+            if mail.to == "mayor/":
+                mayor.append(i)
+                if i < 3:
+                    continue  # sending failed: not recorded
+            plan.state.incidents[mail.key] = mail.value
+        plan.tracker.save()  # a new service run reads the files again
+        track = RestartTracker(tmp_path / "restart_state.json", quick)
+        track.load()
+        state = SweepState.from_json(plan.state.to_json())
+    assert mayor == [2, 3]  # the loop begins at sweep 2; sent (recorded) at sweep 3
 
 
 @given(st.lists(st.integers(min_value=0, max_value=120), min_size=3, max_size=20))
