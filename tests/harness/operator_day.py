@@ -88,9 +88,11 @@ def main() -> int:
                "a held polecat stays down after a sweep")
         show(guest, "gastown-units", "status")
         expect(show(guest, "gastown-units", "release", f"{RIG}/nux") == 0, "release")
+        # Its first start counted as a restart (30 s backoff): let it go now.
+        show(guest, "gastown-units", "clear-backoff", f"{RIG}/nux")
         guest.run(["systemctl", "start", "gastown-polecat-health.service"], check=False)
         new = guest.wait_for(lambda: (p := tmux_panes(guest, OWNER).get(f"gt-{RIG}-nux"))
-                             and p[0] != pid and p[0], timeout=60, what="nux restarted")
+                             and p[0] != pid and p[0], timeout=120, what="nux restarted")
         print(f"# nux back with PID {new} after release")
         show(guest, "journalctl", "--no-pager", f"GT_AGENT={RIG}/nux", "-n", "6",
              "-o", "short-iso")
