@@ -141,15 +141,8 @@ class _Records(logging.Handler):
 
 
 def _where(exc: BaseException) -> str:
-    import traceback
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "gastown_units" in f.filename] or frames
-    if not ours:
-        return "?"
-    f = ours[-1]
-    path = f.filename
-    path = path[path.index("gastown_units"):] if "gastown_units" in path else Path(path).name
-    return f"{path}:{f.lineno} {f.name}"
+    from bench.fuzz.harness import _where as where  # the harness's own rule (lazy: cycle)
+    return where(exc)
 
 
 def run_service(argv: Sequence[str], standins: Mapping[str, Path],

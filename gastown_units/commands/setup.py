@@ -23,7 +23,6 @@ import os
 import pwd
 import re
 import shlex
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import click
 
 from gastown_units.commands import systemctl
 from gastown_units.errors import ConfigError, GastownError
+from gastown_units.ports import runner
 from gastown_units.town.agents import PRESETS, resolve_agent
 from gastown_units.town.identity import Role
 from gastown_units.town.layout import Town
@@ -315,9 +315,8 @@ def login_path(owner: Owner, timeout: float = 30.0) -> str:
     problems = []
     for argv in attempts:
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL, cwd="/")
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            result = runner.run(argv, timeout=timeout, cwd=Path("/"))
+        except GastownError as exc:
             problems.append(f"{argv[0]}: {exc}")
             continue
         found = _marked_path(result.stdout)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 
 from gastown_units.errors import GastownError
+from gastown_units.ports import runner
 
 SYSTEMCTL = "systemctl"
 TIMEOUT = 120.0
@@ -17,14 +17,25 @@ ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "alias", "in
 ACTIVE_STATES = frozenset({"active", "activating", "reloading"})
 
 
+def _systemctl(args: Sequence[str], timeout: float) -> runner.Result:
+    """``systemctl ARGS`` through the one runner (argv checked, timeout, no shell)."""
+    try:
+        return runner.run([SYSTEMCTL, *args], timeout=timeout)
+    except GastownError as exc:
+        raise GastownError(f"systemctl {' '.join(args)}: {exc}") from None
+
+
+def _checked(args: Sequence[str], timeout: float) -> runner.Result:
+    result = _systemctl(args, timeout)
+    if result.returncode != 0:
+        why = " ".join(result.stderr.split()) or f"exit {result.returncode}"
+        raise GastownError(f"systemctl {' '.join(args)} failed: {why}")
+    return result
+
+
 def query(*args: str, timeout: float = 30.0) -> str:
     """Output (first line) of a ``systemctl`` query whose exit status only says yes/no."""
-    try:
-        result = subprocess.run([SYSTEMCTL, *args], capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GastownError(f"systemctl {' '.join(args)}: {exc}") from None
-    return (result.stdout.strip().splitlines() or [""])[0]
+    return (_systemctl(args, timeout).stdout.strip().splitlines() or [""])[0]
 
 
 def is_enabled(unit: str) -> bool:
@@ -37,24 +48,9 @@ def is_active(unit: str) -> bool:
 
 def run(argv: Sequence[str], timeout: float = TIMEOUT) -> None:
     """Run ``systemctl ARGV``; GastownError with its stderr if it fails."""
-    try:
-        result = subprocess.run([SYSTEMCTL, *argv], capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GastownError(f"systemctl {' '.join(argv)}: {exc}") from None
-    if result.returncode != 0:
-        why = " ".join(result.stderr.split()) or f"exit {result.returncode}"
-        raise GastownError(f"systemctl {' '.join(argv)} failed: {why}")
+    _checked(argv, timeout)
 
 
 def query_lines(*args: str, timeout: float = 30.0) -> list[str]:
     """Every output line of a ``systemctl`` listing; GastownError if it fails."""
-    try:
-        result = subprocess.run([SYSTEMCTL, *args], capture_output=True, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GastownError(f"systemctl {' '.join(args)}: {exc}") from None
-    if result.returncode != 0:
-        why = " ".join(result.stderr.split()) or f"exit {result.returncode}"
-        raise GastownError(f"systemctl {' '.join(args)} failed: {why}")
-    return result.stdout.splitlines()
+    return _checked(args, timeout).stdout.splitlines()
