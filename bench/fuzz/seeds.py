@@ -1,8 +1,8 @@
-"""Example inputs to mutate, copied from the contracts (shared/contracts/beads.md,
-gastown.md, gastown-2026.md) and from what the services write themselves.
+"""Example inputs to mutate: the shapes Gas Town and beads write (January and mid-2026
+towns; see tests/standins/README.md) and what the services write themselves.
 
-Kept here, not read from the contracts at run time, so that a seed gives the same inputs
-on every machine.
+Kept here, not read from anywhere at run time, so that a seed gives the same inputs on
+every machine.
 """
 
 from __future__ import annotations

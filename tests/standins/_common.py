@@ -1,8 +1,7 @@
 """Shared helpers for the stand-in ``bd``, ``gt`` and ``agent`` executables.
 
-Stdlib only.  Everything here follows the written contracts in
-shared/contracts/beads.md and shared/contracts/gastown.md; nothing is copied
-from the real Go tools.
+Stdlib only.  Everything here follows the documented behaviour of beads and
+Gas Town (tests/standins/README.md); nothing is copied from the real Go tools.
 """
 
 from __future__ import annotations
