@@ -225,7 +225,8 @@ def status(town_root: Path | None, as_json: bool) -> None:
     """Show agents (state by the keepers' rule, PID, uptime, restarts, backoff, held) and
     units (active/failed, last STATUS=). Exit 0 only when everything expected runs: every
     supervisor unit active, the Deacon and each operational rig's Witness and Refinery
-    running (or held), no zombie. Works as root and as the town's owner."""
+    running (or held), no zombie, no agent down in a crash loop. Works as root and as the
+    town's owner."""
     import json
 
     from gastown_units.status import collect, render

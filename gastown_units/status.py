@@ -57,6 +57,8 @@ class AgentRow:
         """Why this row keeps status from exiting 0, or None."""
         if self.state == "zombie":
             return f"{self.identity.address} is a zombie (pane runs {self.command or '?'})"
+        if self.held is None and self.state != "running" and self.backoff == "crash loop":
+            return f"{self.identity.address} is in a crash loop (restarts stopped)"
         if self.expected and self.held is None and self.state != "running":
             return f"{self.identity.address} is {self.state}"
         return None

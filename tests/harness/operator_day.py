@@ -136,10 +136,11 @@ def crash_loop(guest: GuestSystemd, town: str, expect: Callable[[bool, str], Non
                       check=False)
         guest.run(["systemctl", "start", "gastown-polecat-health.service"], check=False)
     mails = mayor_mail(guest, town)
-    show(guest, "sh", "-c", f"cd {town} && gt mail inbox --identity mayor/", user=OWNER)
+    show(guest, f"{STANDIN_DIR}/gt", "mail", "inbox", "--identity", "mayor/", user=OWNER,
+         cwd=town)
     expect(sum(m.startswith("CRASH_LOOP") for m in mails) == 1,
            "one CRASH_LOOP mail to mayor/")
-    show(guest, "gastown-units", "status")
+    expect(show(guest, "gastown-units", "status") == 1, "status fails on the crash loop")
     expect(show(guest, "gastown-units", "doctor") == 1, "doctor fails on the crash loop")
     show(guest, "journalctl", "--no-pager", "-x", f"GT_AGENT={RIG}/nux", "GT_EVENT=crash-loop",
          "-n", "1")

@@ -46,12 +46,14 @@ def running(town: Path, tmux_server: PrivateTmux) -> Path:
 
 def test_everything_running_is_ok_and_json_says_why(running: Path,
                                                     tmux_server: PrivateTmux) -> None:
-    (running / "daemon" / "restart_state.json").write_text(json.dumps({"agents": {
+    state = running / "daemon" / "restart_state.json"
+    state.write_text(json.dumps({"agents": {
         f"gt-{RIG}-witness": {"restart_count": 3, "last_restart": "2026-01-25T18:00:00Z",
                               "backoff_until": "2099-01-01T00:00:00Z",
                               "crash_loop_since": "0001-01-01T00:00:00Z"},
-        f"gt-{RIG}-nux": {"restart_count": 5, "crash_loop_since": "2026-01-25T18:00:00Z"}}}))
-    (running / RIG / "polecats" / "nux").mkdir()
+        f"gt-{RIG}-max": {"restart_count": 1, "backoff_until": "2099-01-01T00:00:00Z"}}}))
+    for name in ("nux", "max"):
+        (running / RIG / "polecats" / name).mkdir()
     text = status(running, tmux_server.socket)
     assert text.returncode == 0, text.stdout + text.stderr
     assert text.stdout.splitlines()[-1] == "OK: everything expected runs"
@@ -65,9 +67,22 @@ def test_everything_running_is_ok_and_json_says_why(running: Path,
     assert 0 <= rows["deacon/"]["uptime"] < 600
     witness = rows[f"{RIG}/witness"]
     assert witness["restarts"] == 3 and witness["backoff"].endswith("s more")
-    assert rows[f"{RIG}/nux"]["backoff"] == "crash loop"
+    # A polecat without a session is normal (no work, or done); one in backoff will be back.
     assert rows[f"{RIG}/nux"]["state"] == "missing" and not rows[f"{RIG}/nux"]["expected"]
+    assert rows[f"{RIG}/max"]["backoff"].endswith("s more")
     assert report["units"] is None or isinstance(report["units"], list)
+
+
+def test_an_agent_down_in_a_crash_loop_fails(running: Path, tmux_server: PrivateTmux) -> None:
+    (running / RIG / "polecats" / "nux").mkdir()
+    (running / "daemon" / "restart_state.json").write_text(json.dumps({"agents": {
+        f"gt-{RIG}-nux": {"restart_count": 5, "crash_loop_since": "2026-01-25T18:00:00Z"}}}))
+    result = status(running, tmux_server.socket, "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert report["problems"] == [f"{RIG}/nux is in a crash loop (restarts stopped)"]
+    row = next(r for r in report["agents"] if r["address"] == f"{RIG}/nux")
+    assert (row["state"], row["backoff"], row["restarts"]) == ("missing", "crash loop", 5)
 
 
 def test_a_missing_expected_agent_fails_unless_held(running: Path,
