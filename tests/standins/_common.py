@@ -198,6 +198,45 @@ def bd_mode(town: Path) -> str:
     return "daemon" if txt.lower() == "daemon" else "O"
 
 
+def gt_dialect(town: Path | None) -> str:
+    """``J`` (January 2026, default) or ``L`` (mid-2026): ``<town>/.standin/gt.dialect``,
+    else ``GT_STANDIN_DIALECT``. [L] also means bd 1.0.5 (gastown-2026.md header)."""
+    txt = ""
+    if town is not None:
+        txt = (_read_text(standin_dir(town) / "gt.dialect") or "").strip()
+    txt = txt or os.environ.get("GT_STANDIN_DIALECT", "")
+    return "L" if txt.upper().startswith("L") else "J"
+
+
+def l_socket_name(town_root: str) -> str:
+    """The [L] tmux socket of a town (gastown-2026.md §3.0): ``GT_TMUX_SOCKET`` verbatim
+    unless unset/``default``/``auto``; else ``<base>-<sha256(canonical)[:6]>``."""
+    import hashlib
+    import re
+
+    given = os.environ.get("GT_TMUX_SOCKET", "")
+    if given and given not in ("default", "auto"):
+        return given
+    base = re.sub(r"[^a-z0-9-]+", "-", os.path.basename(town_root.rstrip("/")).lower())
+    base = base.strip("-") or "default"
+    try:
+        canonical = os.path.realpath(town_root, strict=True)
+    except OSError:
+        canonical = os.path.abspath(town_root)
+    return f"{base}-{hashlib.sha256(canonical.encode()).hexdigest()[:6]}"
+
+
+def tmux_argv(town: Path, *args: str) -> list[str]:
+    """How this town's ``gt`` calls tmux: [J] bare ``tmux`` on the default server (or the
+    socket in ``GT_STANDIN_TMUX_SOCKET``, for tests on private servers); [L] ``tmux -u -L
+    <socket>`` (§3.0)."""
+    binary = os.environ.get("GT_STANDIN_TMUX", "tmux")
+    if gt_dialect(town) == "L":
+        return [binary, "-u", "-L", l_socket_name(str(town)), *args]
+    sock = os.environ.get("GT_STANDIN_TMUX_SOCKET")
+    return [binary, *(["-L", sock] if sock else []), *args]
+
+
 # ---------------------------------------------------------------------------
 # Time helpers (Go RFC3339 / RFC3339Nano formatting)
 # ---------------------------------------------------------------------------
