@@ -89,6 +89,15 @@ def _raw(text: str) -> str | None:
     return text or None
 
 
+def _dialect(text: str) -> str | None:
+    raw = text.strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw in ("j", "l"):
+        return raw
+    raise ValueError(f"not a dialect: {text!r} (use j, l or auto)")
+
+
 def _path(text: str) -> Path | None:
     return Path(os.path.expanduser(text)) if text.strip() else None  # ~nosuchuser: kept
 
@@ -111,6 +120,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("tmux_bin", "GT_TMUX_BIN", _text, "The tmux binary."),
     Knob("tmux_socket", "GT_TMUX_SOCKET", _text,
          "tmux -L socket name; unset = the user's default server, as Gas Town uses."),
+    Knob("dialect", "GT_DIALECT", _dialect,
+         "Which Gas Town the town is: j (January 2026), l (mid-2026) or auto (detect from "
+         "gt version, the town's tmux socket and files; an unclear town is refused)."),
     Knob("agent_command", "GT_AGENT_COMMAND", _text,
          "Agent command line that overrides the one resolved from the town's settings."),
     Knob("interval", "GT_INTERVAL", _positive_seconds,
@@ -198,6 +210,7 @@ class Settings:
     gt_bin: str = "gt"
     tmux_bin: str = "tmux"
     tmux_socket: str | None = None
+    dialect: str | None = None
     agent_command: str | None = None
     interval: float = 10.0
     tmux_timeout: float = 5.0

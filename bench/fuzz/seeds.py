@@ -140,7 +140,7 @@ GIT_FILES: tuple[str, ...] = ("gitdir: /srv/gastown.git/worktrees/nux\n",
 
 # Tool output of tmux (list-panes in the port's format, list-sessions, the server probe).
 PANES: tuple[str, ...] = (
-    "hq-deacon\t42\tnode\t0\t1700000000\t0\n",
+    "hq-deacon\t42\tnode\t0\t1700000000\t0\t%0\n",
     "gt-gastown-witness\t4242\tclaude\t0\t1769364000\t1\n"
     "gt-gastown-nux\t99\tbash\t1\t1769364000.5\t\n",
     "", "no server running on /tmp/tmux-0/x\n",

@@ -35,8 +35,10 @@ _SEP = "\t"
 _DELTA_RE = re.compile(r"[+-]?[0-9]{1,4}")
 _PANE_FORMAT = _SEP.join((
     "#{session_name}", "#{pane_pid}", "#{pane_current_command}", "#{pane_dead}",
-    "#{session_created}", "#{session_attached}",
+    "#{session_created}", "#{session_attached}", "#{pane_id}",
 ))
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PANE_ID_RE = re.compile(r"%[0-9]{1,9}")
 _NO_SERVER = ("no server running", "error connecting to", "server exited unexpectedly")
 _NO_SESSION = ("can't find session", "session not found", "can't find pane",
                "can't find window", "no such session", "no current target")
@@ -54,6 +56,7 @@ class Pane:
     dead: bool
     created: float  # session creation time, epoch seconds
     attached: int
+    pane_id: str = ""  # ``%N``: what [L]'s ``GT_PANE_ID`` names
 
 
 @dataclass(frozen=True)
@@ -66,22 +69,26 @@ class Snapshot:
     def first_pane(self, session: str) -> Pane | None:
         return next((p for p in self.panes if p.session == session), None)
 
+    def pane_by_id(self, session: str, pane_id: str) -> Pane | None:
+        return next((p for p in self.panes if p.session == session and p.pane_id == pane_id),
+                    None)
+
 
 def parse_panes(text: str) -> Snapshot:
     """Parse ``list-panes -a -F`` output in :data:`_PANE_FORMAT`; skips malformed lines.
 
-    >>> parse_panes("hq-deacon\\t42\\tnode\\t0\\t1700000000\\t0\\n").panes[0].command
-    'node'
+    >>> parse_panes("hq-deacon\\t42\\tnode\\t0\\t1700000000\\t0\\t%3\\n").panes[0].pane_id
+    '%3'
     """
     panes = []
     for line in text.splitlines():
         parts = line.split(_SEP)
-        if len(parts) != 6:
+        if len(parts) != 7:
             continue
-        name, pid, command, dead, created, attached = parts
+        name, pid, command, dead, created, attached, pane_id = parts
         try:
             panes.append(Pane(name, int(pid), command, dead == "1", float(created),
-                              int(attached or 0)))
+                              int(attached or 0), pane_id))
         except ValueError:
             continue
     return Snapshot(tuple(panes), frozenset(p.session for p in panes))
@@ -100,7 +107,7 @@ class Tmux:
 
     def argv(self, *args: str) -> list[str]:
         """The full argv for a tmux command (pure; used by tests and logs)."""
-        base = [self.binary, "-N"]
+        base = [self.binary, "-N", "-u"]  # -u: UTF-8, as every Gas Town call (2026 §3.0)
         if self.socket_path is not None:
             base += ["-S", str(self.socket_path)]
         elif self.socket:
@@ -158,6 +165,50 @@ class Tmux:
         """Create a detached session running ``command`` in ``cwd``; never starts a server."""
         check_name("session", name)
         self._check("new-session", "-d", "-s", name, "-c", str(cwd), "--", command)
+
+    def new_session_env(self, name: str, *, cwd: Path, env: Mapping[str, str]) -> None:
+        """[L]'s creation (2026 §3.4): a detached session whose shell gets ``env`` by
+        ``-e K=V`` (keys sorted; a value is ``-e``'s argument, never an option)."""
+        check_name("session", name)
+        pairs: list[str] = []
+        for key in sorted(env):
+            if not _ENV_KEY_RE.fullmatch(key):
+                raise BadInput(f"invalid environment variable name {key!r}")
+            pairs += ["-e", f"{key}={env[key]}"]
+        self._check("new-session", "-d", "-s", name, "-c", str(cwd), *pairs)
+
+    def respawn(self, name: str, *, cwd: Path, command: str) -> None:
+        """``respawn-pane -k``: replace the pane's process with ``command``."""
+        self._check("respawn-pane", "-k", "-t", f"={check_name('session', name)}:", "-c",
+                    str(cwd), "--", command)
+
+    def show_environment(self, name: str, key: str) -> str | None:
+        """A session's variable (``show-environment -t S KEY``); None when unset."""
+        if not _ENV_KEY_RE.fullmatch(key):
+            raise BadInput(f"invalid environment variable name {key!r}")
+        result = self._run("show-environment", "-t", f"={check_name('session', name)}", "--",
+                           key)
+        if not result.ok:
+            if "unknown variable" in result.error_line().lower():
+                return None
+            raise ToolError(f"tmux show-environment failed: {result.error_line()}")
+        line = result.stdout.strip()
+        if line.startswith(f"{key}="):
+            return line[len(key) + 1:]
+        return None  # "-KEY": removed from the session
+
+    def unset_environment(self, name: str, key: str) -> None:
+        if not _ENV_KEY_RE.fullmatch(key):
+            raise BadInput(f"invalid environment variable name {key!r}")
+        self._check("set-environment", "-u", "-t", f"={check_name('session', name)}", "--",
+                    key)
+
+    def unset_hook(self, name: str, hook: str) -> None:
+        """Remove a hook from the session and its window (the deacon/mayor auto-respawn
+        hook of [L], 2026 §3.5, §3.8); a hook that is not set is no error."""
+        check_name("session", name)
+        for target in (f"={name}", f"={name}:"):
+            self._run("set-hook", "-u", "-t", target, "--", hook)
 
     def kill_session(self, name: str) -> None:
         """Kill a session; one that is already gone counts as success."""

@@ -39,7 +39,7 @@ from gastown_units.services.sessions import Liveness, SessionKeeper, liveness
 from gastown_units.services.split_town import Elsewhere, SplitTownGuard
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.holds import Hold, read_hold
-from gastown_units.town.identity import Identity
+from gastown_units.town.identity import J_NAMING, Identity, Naming
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import default_branch
 from gastown_units.town.shutdown_marks import (
@@ -93,8 +93,9 @@ class AgentActor:
 
     def __init__(self, town: Town, tmux: Tmux, keeper: SessionKeeper, git: Git,
                  locks: AgentLocks, *, ready_prompt: str | None,
-                 guard: SplitTownGuard | None = None) -> None:
+                 guard: SplitTownGuard | None = None, naming: Naming = J_NAMING) -> None:
         self.town = town
+        self.naming = naming  # every identity is spelt the town's way before it is used
         self.tmux = tmux
         self.keeper = keeper
         self.git = git
@@ -104,6 +105,10 @@ class AgentActor:
         self._split: dict[str, str] = {}  # session -> split-town line already logged
         self._held: dict[str, str] = {}  # session -> hold incident already logged
 
+    def spelt(self, who: Identity) -> Identity:
+        """``who`` as this town spells it."""
+        return who.in_town(self.naming)
+
     @contextmanager
     def hold(self, who: Identity, action: str) -> Iterator[bool]:
         """The agent's lock for a whole sequence; yields False when another service has it.
@@ -111,6 +116,7 @@ class AgentActor:
         A lock that cannot be taken for another reason (the lock directory is unusable)
         raises ToolError: nothing is done unlocked.
         """
+        who = who.in_town(self.naming)
         session = who.session
         if self.locks.held(session):
             yield True  # re-entrant: the outer hold releases it
@@ -129,18 +135,22 @@ class AgentActor:
                 self.locks.release(session)
 
     def busy_with(self, who: Identity) -> str:
+        who = who.in_town(self.naming)
         return self.locks.holder_of(who.session) or "another service"
 
     def pane_now(self, who: Identity) -> Pane | None:
         """A fresh look at the agent's session (after taking its lock)."""
+        who = who.in_town(self.naming)
         return self.tmux.snapshot().first_pane(who.session)
 
     # --- shutdown markers ----------------------------------------------------------------
     def mark(self, who: Identity) -> ShutdownMark | None:
+        who = who.in_town(self.naming)
         return read_mark(self.town, who.session)
 
     def forget_mark_if_restarted(self, who: Identity, pane: Pane | None) -> None:
         """A session newer than the shutdown marker was started on purpose: forget it."""
+        who = who.in_town(self.naming)
         if pane is None or not mark_path(self.town, who.session).exists():
             return
         mark = self.mark(who)
@@ -155,6 +165,7 @@ class AgentActor:
 
         Logged once per hold (a new hold is a new incident), and once when it is over.
         """
+        who = who.in_town(self.naming)
         try:
             hold = read_hold(self.town, who.session)
         except OSError as exc:  # unreadable: never act on missing information
@@ -173,12 +184,14 @@ class AgentActor:
 
     def refuse_if_held(self, who: Identity, doing: str) -> None:
         """Raise OperatorHeld when an operator holds ``who``."""
+        who = who.in_town(self.naming)
         hold = self.operator_hold(who, doing)
         if hold is not None:
             raise OperatorHeld(who, hold, doing)
 
     def kill(self, who: Identity, pane: Pane | None, ctx: Context) -> None:
         """Kill the agent's session (its process tree first); the caller holds its lock."""
+        who = who.in_town(self.naming)
         assert self.locks.held(who.session), f"kill of {who.session} without its lock"
         self.refuse_if_held(who, "killing")
         self.keeper.kill(who.session, pane, ctx, who)
@@ -190,6 +203,7 @@ class AgentActor:
 
         Raises StartFailed or ToolError when the start does not work out.
         """
+        who = who.in_town(self.naming)
         pane = snap.first_pane(who.session)
         if liveness(pane, agent) is Liveness.RUNNING:
             self.forget_mark_if_restarted(who, pane)
@@ -200,6 +214,9 @@ class AgentActor:
                 return KeepResult(Kept.BUSY, pane, f"{who.session}: {self.busy_with(who)}")
             pane = self.pane_now(who)
             state = liveness(pane, agent)
+            if state is Liveness.ZOMBIE and pane is not None and who.naming.is_l and \
+                    self.keeper.declared_running(who.session, pane, self.tmux.snapshot()):
+                state = Liveness.RUNNING  # alive by the session's own declaration (§3.5)
             if state is Liveness.RUNNING:
                 return KeepResult(Kept.RUNNING, pane)
             doing = "killing" if state is Liveness.ZOMBIE else "starting"
@@ -238,6 +255,7 @@ class AgentActor:
         Raises Elsewhere, before touching the worktree, when the agent runs on another
         tmux server (a split town).
         """
+        who = who.in_town(self.naming)
         assert self.locks.held(who.session), f"start of {who.session} without its lock"
         self.refuse_if_held(who, "starting")
         if not split_checked:
@@ -252,6 +270,7 @@ class AgentActor:
 
     def check_split(self, who: Identity, ctx: Context) -> None:
         """Raise Elsewhere if the agent runs on another tmux server; log that once."""
+        who = who.in_town(self.naming)
         if self.guard is None:
             return
         sighting = self.guard.check(who.session, progress=ctx.progress)
@@ -266,6 +285,7 @@ class AgentActor:
 
     def split_over(self, who: Identity, why: str) -> None:
         """The split-town incident of ``who`` (if one was logged) has ended."""
+        who = who.in_town(self.naming)
         if self._split.pop(who.session, None) is not None:
             log.info("split town over for %s: %s", who.session, why,
                      extra=agent_fields(who))
@@ -277,6 +297,7 @@ class AgentActor:
         In a split town the kill of our copy stands and the start raises Elsewhere: the
         copy on the other server stays the only one. A held agent: OperatorHeld, untouched.
         """
+        who = who.in_town(self.naming)
         assert self.locks.held(who.session), f"restart of {who.session} without its lock"
         self.refuse_if_held(who, "restarting")
         if pane is not None:
@@ -291,6 +312,7 @@ class AgentActor:
 
         The marker comes first: a sweep woken by the session closing sees it.
         """
+        who = who.in_town(self.naming)
         assert self.locks.held(who.session), f"shutdown of {who.session} without its lock"
         self.refuse_if_held(who, "shutting down")
         try:
@@ -303,6 +325,7 @@ class AgentActor:
 
     def pre_sync(self, who: Identity, ctx: Context) -> None:
         """``git fetch`` + ``pull --rebase`` of the checkout; never fatal (§6.5 step 3)."""
+        who = who.in_town(self.naming)
         workdir = who.workdir(self.town)
         if who.rig is None or not (workdir / ".git").exists():
             return  # not a checkout (yet): the start says so if it must be one

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolMissing
+from gastown_units.ports import dialect_probe
 from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
 from gastown_units.ports.locks import TownLock, shutdown_in_progress
@@ -17,7 +18,8 @@ from gastown_units.services.actor import AgentActor
 from gastown_units.services.sessions import SessionKeeper
 from gastown_units.services.split_town import PROBE_TIMEOUT, SplitTownGuard
 from gastown_units.town.agents import AgentProgram, resolve_agent
-from gastown_units.town.identity import Role
+from gastown_units.town.dialect import Dialect
+from gastown_units.town.identity import BOOT, DEACON, J_NAMING, Identity, Naming, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.patrols import patrol_enabled
 from gastown_units.town.rigs import Rig, load_rigs
@@ -57,6 +59,7 @@ class TownService:
         self._actor: AgentActor | None = None
         self._lock: TownLock | None = None
         self._patrol_damage = ""  # the last damage of mayor/daemon.json logged
+        self.naming: Naming = J_NAMING  # the town's dialect, known once take_town ran
 
     @property
     def town(self) -> Town:
@@ -93,20 +96,60 @@ class TownService:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
+    def know_dialect(self, town: Town) -> None:
+        """Which Gas Town this is ([J] or [L], gastown-2026.md §0); ConfigError (exit 78,
+        one line with the evidence) for a town that cannot be placed."""
+        try:
+            rigs = load_rigs(town)
+        except ValueError:
+            rigs = {}  # the service's own setup reports a damaged rigs.json
+        found = dialect_probe.resolve(town, rigs, self.settings)
+        if found.verdict.dialect is Dialect.UNKNOWN:
+            raise ConfigError(f"cannot tell which Gas Town {town.root} is, so nothing is "
+                              f"started or killed ({found.verdict.describe()}); set "
+                              "GT_DIALECT=j or GT_DIALECT=l in /etc/gastown/gastown.conf "
+                              "once you know")
+        self.naming = found.naming
+        self.tmux.socket = found.socket
+        log.info("%s", found.line())
+
+    def rename_rigs(self, rigs: Mapping[str, Rig]) -> None:
+        """[L] session names follow the rigs' prefixes: use the current registry (Gas Town
+        reloads it every heartbeat, 2026 §3.1)."""
+        prefixes = {name: rig.session_prefix for name, rig in rigs.items()}
+        self.naming = Naming.of(self.naming.dialect, prefixes)
+        if self._actor is not None:
+            self._actor.naming = self.naming
+
+    def spelt(self, who: Identity) -> Identity:
+        """``who`` as this town spells it (session names, GT_ROLE)."""
+        return who.in_town(self.naming)
+
+    @property
+    def deacon(self) -> Identity:
+        return self.spelt(DEACON)
+
+    @property
+    def boot(self) -> Identity:
+        return self.spelt(BOOT)
+
     def take_town(self, town: Town) -> None:
-        """Hold the shared town lock (refuses beside ``gt daemon``) and build the keeper."""
+        """Know the dialect, hold the shared town lock (refuses beside ``gt daemon``) and
+        build the keeper."""
+        self.know_dialect(town)
         self._lock = TownLock(town.daemon_lock)
         self._lock.acquire()
         self._town = town
         self._keeper = SessionKeeper(town, self.tmux, start_timeout=self.settings.start_timeout,
                                      kill_grace=self.settings.kill_grace)
         locks = AgentLocks(town.agent_locks_dir, self.holder())
-        guard = SplitTownGuard(binary=self.settings.tmux_bin, socket=self.settings.tmux_socket,
+        guard = SplitTownGuard(binary=self.settings.tmux_bin, socket=self.tmux.socket,
                                town_root=town.root,
                                state_file=state_path(town, "split-town"),
                                timeout=min(self.settings.tmux_timeout, PROBE_TIMEOUT))
         self._actor = AgentActor(town, self.tmux, self._keeper, self.git, locks,
-                                 ready_prompt=self.settings.ready_prompt, guard=guard)
+                                 ready_prompt=self.settings.ready_prompt, guard=guard,
+                                 naming=self.naming)
 
     def agent(self, role: Role, rig: str | None = None, town: Town | None = None
               ) -> AgentProgram:

@@ -27,7 +27,7 @@ from gastown_units.services.sessions import Liveness, StartFailed, liveness
 from gastown_units.services.split_town import Elsewhere
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
-from gastown_units.town.identity import BOOT, DEACON, Role
+from gastown_units.town.identity import Role
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class DeaconKeeper(TownService):
             town = self.open_town()
             self.agent(Role.DEACON, town=town)
         self.take_town(town)
-        return f"keeping {DEACON.session} for town {town.root}"
+        return f"keeping {self.deacon.session} for town {town.root}"
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
@@ -77,12 +77,12 @@ class DeaconKeeper(TownService):
         # The town runs elsewhere: its Boot is not ours to spawn. The Deacon is held: Boot's
         # triage would act on it (gt deacon restart) behind the operator's back.
         if not report.deacon_held and not report.split:  # a running Deacon may be held too
-            report.deacon_held = self.actor.operator_hold(DEACON, "triaging") is not None
+            report.deacon_held = self.actor.operator_hold(self.deacon, "triaging") is not None
         if not report.split and not report.deacon_held:
-            with contained("Boot", ctx, agent_fields(BOOT)):
+            with contained("Boot", ctx, agent_fields(self.boot)):
                 self._ensure_boot(snap, report, ctx)
         ctx.progress()
-        with contained("Deacon heartbeat check", ctx, agent_fields(DEACON)):
+        with contained("Deacon heartbeat check", ctx, agent_fields(self.deacon)):
             self._check_heartbeat(snap, agent, report, ctx)
         if self.settings.degraded:
             self._write_triage(report)
@@ -91,9 +91,9 @@ class DeaconKeeper(TownService):
     def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                        ctx: Context) -> Snapshot:
         try:
-            kept = self.actor.keep(DEACON, agent, snap, ctx)
+            kept = self.actor.keep(self.deacon, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
-            log.error("could not start the Deacon: %s", exc, extra=agent_fields(DEACON))
+            log.error("could not start the Deacon: %s", exc, extra=agent_fields(self.deacon))
             report.notes.append(f"deacon start failed: {exc}")
             report.did("error", "deacon")
             ctx.failed(str(exc))
@@ -102,7 +102,7 @@ class DeaconKeeper(TownService):
             if self._held_logged != kept.detail:
                 log.info("the Deacon was %s: not restarting it (start it by hand, or "
                          "`gastown-units clear-backoff deacon/`)", kept.detail,
-                         extra=agent_fields(DEACON))
+                         extra=agent_fields(self.deacon))
                 self._held_logged = kept.detail
             report.notes.append(f"deacon down: {kept.detail}")
             return snap
@@ -124,7 +124,7 @@ class DeaconKeeper(TownService):
         return self.tmux.snapshot()
 
     def _ensure_boot(self, snap: Snapshot, report: PassReport, ctx: Context) -> None:
-        if self.settings.degraded or BOOT.session in snap.sessions:
+        if self.settings.degraded or self.boot.session in snap.sessions:
             return  # degraded: this service is the triage; else Boot is already at work
         now = time.monotonic()
         if self._last_boot_spawn is not None and \
@@ -133,22 +133,22 @@ class DeaconKeeper(TownService):
         self._last_boot_spawn = now
         try:
             agent = self.agent(Role.BOOT)
-            with self.actor.hold(BOOT, "spawn") as mine:
-                if not mine or self.actor.pane_now(BOOT) is not None:
+            with self.actor.hold(self.boot, "spawn") as mine:
+                if not mine or self.actor.pane_now(self.boot) is not None:
                     return  # someone else is at it, or Boot came up meanwhile
-                self.actor.start(BOOT, agent, ctx, Reason.KEEP)
-            log.info("spawned Boot (%s) for triage", BOOT.session,
-                     extra=agent_fields(BOOT))
+                self.actor.start(self.boot, agent, ctx, Reason.KEEP)
+            log.info("spawned Boot (%s) for triage", self.boot.session,
+                     extra=agent_fields(self.boot))
         except (Elsewhere, OperatorHeld) as exc:  # the actor logged it once per incident
             report.notes.append(f"boot not spawned: {exc}")
         except (ValueError, GastownError) as exc:
-            log.error("could not spawn Boot: %s", exc, extra=agent_fields(BOOT))
+            log.error("could not spawn Boot: %s", exc, extra=agent_fields(self.boot))
             report.notes.append(f"boot spawn failed: {exc}")
 
     def _check_heartbeat(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                          ctx: Context) -> None:
         town, keeper, s = self.town, self.keeper, self.settings
-        pane = snap.first_pane(DEACON.session)
+        pane = snap.first_pane(self.deacon.session)
         if pane is None or liveness(pane, agent) is not Liveness.RUNNING:
             return
         if time.time() - pane.created < s.deacon_grace:
@@ -156,35 +156,35 @@ class DeaconKeeper(TownService):
         age = read_heartbeat(town).age(now_utc())
         if age is None or age < s.heartbeat_nudge:
             return
-        if self.actor.operator_hold(DEACON, "nudging or restarting") is not None:
+        if self.actor.operator_hold(self.deacon, "nudging or restarting") is not None:
             report.notes.append("deacon held by an operator: heartbeat not acted on")
             return  # an operator works with it: no HEALTH_CHECK typed, no restart
         minutes = f"{age / 60:.0f} min"
         if age > s.heartbeat_kill:
             self._restart_stuck(pane, agent, minutes, report, ctx)
             return
-        if keeper.nudge(DEACON.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval,
-                        who=DEACON):
+        if keeper.nudge(self.deacon.session, HEALTH_CHECK, ctx, min_interval=s.nudge_interval,
+                        who=self.deacon):
             log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
-                        extra=agent_fields(DEACON))
+                        extra=agent_fields(self.deacon))
             report.did("nudge", "deacon-stale")
 
     def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
                        report: PassReport, ctx: Context) -> None:
         """Kill and restart a Deacon whose heartbeat is too old, under its lock."""
-        where = agent_fields(DEACON)
-        with self.actor.hold(DEACON, "restart (stale heartbeat)") as mine:
+        where = agent_fields(self.deacon)
+        with self.actor.hold(self.deacon, "restart (stale heartbeat)") as mine:
             if not mine:
                 report.notes.append("deacon: another service is acting on it")
                 return
-            now = self.actor.pane_now(DEACON)
+            now = self.actor.pane_now(self.deacon)
             if now is None or now.pid != pane.pid:
                 return  # restarted or stopped by someone else meanwhile: nothing stale
             log.warning("Deacon heartbeat is %s old (> %g min): killing and restarting it",
                         minutes, self.settings.heartbeat_kill / 60, extra=where)
             report.did("restart", "deacon-stuck")
             try:
-                new = self.actor.restart(DEACON, agent, now, ctx, Reason.KEEP)
+                new = self.actor.restart(self.deacon, agent, now, ctx, Reason.KEEP)
             except OperatorHeld as exc:  # held meanwhile: the actor logged it
                 report.notes.append(str(exc))
                 return
@@ -194,7 +194,7 @@ class DeaconKeeper(TownService):
                 ctx.failed(str(exc))
                 return
             log_event("agent-restarted", "restarted the Deacon (stale heartbeat; pane PID %d)",
-                      new.pid, who=DEACON, logger=log)
+                      new.pid, who=self.deacon, logger=log)
 
     def _write_triage(self, report: PassReport) -> None:
         """Degraded mode: record the mechanical triage as Boot would (§1.6)."""
@@ -210,28 +210,29 @@ class DeaconKeeper(TownService):
 
     def _status(self, snap: Snapshot, report: PassReport) -> str:
         town = self.town
-        pane = self.tmux.snapshot().first_pane(DEACON.session) if report.actions else \
-            snap.first_pane(DEACON.session)
+        pane = self.tmux.snapshot().first_pane(self.deacon.session) if report.actions else \
+            snap.first_pane(self.deacon.session)
         parts = [report.split] if report.split else []
         if pane:
             up = datetime.now().timestamp() - pane.created
-            parts.append(f"{DEACON.session} running (pane PID {pane.pid}, up {up / 60:.0f} min)")
+            parts.append(f"{self.deacon.session} running (pane PID {pane.pid}, "
+                         f"up {up / 60:.0f} min)")
         elif not report.split:
-            parts.append(f"{DEACON.session} NOT running")
+            parts.append(f"{self.deacon.session} NOT running")
         beat = read_heartbeat(town)
         age = beat.age(now_utc())
         if beat.problem:
             parts.append(f"heartbeat unreadable, not checked: {beat.problem}")
             self.conditions.set("heartbeat", f"Deacon heartbeat unreadable, not checked "
                                 f"(repair or remove the file): {beat.problem}",
-                                fields=agent_fields(DEACON))
+                                fields=agent_fields(self.deacon))
         else:
             self.conditions.clear("heartbeat", "Deacon heartbeat readable again",
-                                  fields=agent_fields(DEACON))
+                                  fields=agent_fields(self.deacon))
             parts.append("no heartbeat yet" if age is None else
                          f"heartbeat {age / 60:.0f} min old")
         if not report.split:
             parts.append("boot: degraded triage" if self.settings.degraded else
-                         f"boot: {'running' if BOOT.session in snap.sessions else 'idle'}")
+                         f"boot: {'running' if self.boot.session in snap.sessions else 'idle'}")
         parts.extend(report.notes)
         return "; ".join(parts)

@@ -113,7 +113,8 @@ class LifecycleMail(TownService):
     def _use_rigs(self, town: Town, rigs: dict[str, Rig]) -> None:
         self._rigs = rigs
         self._prefixes = rig_prefixes(town, rigs)
-        self._parser = IdentityParser.for_town(town, rigs, self._prefixes)
+        self.rename_rigs(rigs)
+        self._parser = IdentityParser.for_town(town, rigs, self._prefixes, self.naming)
         self._gates = {k: v for k, v in self._gates.items() if k in rigs}
 
     def _reload_rigs(self) -> None:

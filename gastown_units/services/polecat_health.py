@@ -228,7 +228,7 @@ class PolecatHealth(TownService):
                                   fields={"GT_RIG": rig})
             report.rigs += 1
             for name in polecat_names(self.town, rig):
-                who = Identity(Role.POLECAT, rig, name)
+                who = self.spelt(Identity(Role.POLECAT, rig, name))
                 report.polecats += 1
                 seen.append((who, agents.get(str(who.bead_id(prefix))), agent))
         dead = [(who, bead) for who, bead, agent in seen
@@ -356,7 +356,7 @@ class PolecatHealth(TownService):
     def _restart(self, step: PolecatPlan, ctx: Context) -> bool:
         """(Kill a zombie,) pre-sync and start by the polecat's profile; False if it came back."""
         f = step.facts
-        who = Identity(Role.POLECAT, f.rig, f.name)
+        who = self.spelt(Identity(Role.POLECAT, f.rig, f.name))
         if worktree(self.town, f.rig, f.name) is None:
             raise RestartError(f"worktree missing: neither polecats/{f.name}/{f.rig} nor "
                                f"polecats/{f.name} (with .git) exists")

@@ -81,7 +81,7 @@ class ShutdownHandler:
             log.warning("shutdown request %s names no polecat I can parse (%r): left alone",
                         message.id, message.subject)
             return "unparseable"
-        who = Identity(Role.POLECAT, self.rig, name)
+        who = self.actor.spelt(Identity(Role.POLECAT, self.rig, name))
         with self.actor.hold(who, f"shutdown ({message.id})") as mine:
             if not mine:
                 ctx.retry_in(BUSY_RETRY)

@@ -57,6 +57,7 @@ class RigService(TownService):
             self.prefix = rig_prefixes(town, rigs)[self.rig]
             self.agent(self.role, self.rig, town=town)
         self.take_town(town)
+        self.identity = self.spelt(self.identity)
         self.beads = Beads(binary=self.settings.bd_bin, cwd=town.root,
                            timeout=self.settings.bd_timeout)
         self._gate = RigGate(town, self.beads, self.rig, self.prefix)

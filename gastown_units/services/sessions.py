@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports import procs
-from gastown_units.ports.tmux import Pane, Tmux
+from gastown_units.ports.nudge_lock import nudge_lock
+from gastown_units.ports.tmux import Pane, Snapshot, Tmux
 from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import StartProfile, pane_died_hook
-from gastown_units.town.agents import SHELLS, AgentProgram, start_command, startup_prompt
+from gastown_units.town.agents import (
+    PRESETS,
+    SHELLS,
+    AgentProgram,
+    start_command,
+    startup_prompt,
+)
 from gastown_units.town.claude_settings import ensure_claude_settings
 from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
@@ -59,6 +67,36 @@ def pane_liveness(command: str, pid: int, dead: bool, agent: AgentProgram) -> Li
     return Liveness.ZOMBIE
 
 
+#: [L]'s fallback process names when a session declares none (2026 §3.5).
+DEFAULT_PROCESS_NAMES = ("node", "claude")
+
+
+def declared_names(process_names: str | None, agent_name: str | None) -> frozenset[str]:
+    """The names an [L] session declares itself alive by (2026 §3.5): ``GT_PROCESS_NAMES``
+    split on ``,``, else the presets of ``GT_AGENT``, else ``node,claude``; ``agent`` only
+    for Cursor.
+
+    >>> sorted(declared_names("codex, agent", None)), sorted(declared_names(None, None))
+    (['codex'], ['claude', 'node'])
+    """
+    names = {n.strip() for n in (process_names or "").split(",") if n.strip()}
+    if not names and agent_name and agent_name in PRESETS:
+        names = set(PRESETS[agent_name].process_names)
+    if not names:
+        names = set(DEFAULT_PROCESS_NAMES)
+    if "cursor" not in (agent_name or "") and "cursor-agent" not in names:
+        names.discard("agent")
+    return frozenset(names)
+
+
+def l_env(agent: AgentProgram) -> dict[str, str]:
+    """What [L]'s session layer adds (``MergeRuntimeLivenessEnv``, 2026 §3.3)."""
+    env = {"GT_AGENT": agent.name, "GT_RUN": str(uuid.uuid4())}
+    if agent.process_names:
+        env["GT_PROCESS_NAMES"] = ",".join(sorted(agent.process_names))
+    return env
+
+
 class SessionKeeper:
     """Starts, kills and nudges agent sessions on one tmux server."""
 
@@ -72,7 +110,16 @@ class SessionKeeper:
 
     def kill(self, session: str, pane: Pane | None, ctx: Context,
              who: Identity | None = None) -> None:
-        """Kill the pane's process tree (deepest first, TERM then KILL), then the session."""
+        """Kill the pane's process tree (deepest first, TERM then KILL), then the session.
+
+        First disarm what would bring the pane back (2026 §3.8): ``remain-on-exit`` and a
+        ``pane-died`` respawn hook (an [L] Deacon's or Mayor's); failures are harmless.
+        """
+        try:
+            self.tmux.set_options(session, {"remain-on-exit": "off"})
+            self.tmux.unset_hook(session, "pane-died")
+        except ToolError as exc:
+            log.debug("could not disarm %s before the kill: %s", session, exc)
         if pane is not None:
             count = procs.kill_tree(pane.pid, grace=self.kill_grace, progress=ctx.progress)
             log.info("killed %d process(es) of session %s", count, session,
@@ -103,12 +150,19 @@ class SessionKeeper:
                 if written:
                     log.info("wrote Claude hook settings %s", written)
         env = {**identity.env(self.town), **(extra_env or {})}
+        if identity.naming.is_l:
+            env.update(l_env(agent))
         text = startup_prompt(identity, datetime.now().astimezone()) if profile.beacon else None
         command = start_command(env, agent, text)
-        self.tmux.new_session(session, cwd=workdir, command=command)
+        if identity.naming.is_l:
+            self._create_l(session, workdir, env, command, ctx)
+        else:
+            self.tmux.new_session(session, cwd=workdir, command=command)
         log.info("started session %s in %s running %s", session, workdir, agent.argv[0],
                  extra=agent_fields(identity))
         try:
+            if identity.naming.is_l:
+                env["GT_PANE_ID"] = self.tmux.display(session, "#{pane_id}")
             self.tmux.set_environment(session, env)  # for humans who open a new pane
             if theme:
                 self.tmux.set_options(session, theme.options(session))
@@ -121,7 +175,7 @@ class SessionKeeper:
             except ToolError as exc:
                 log.warning("pane-died hook not set on %s: %s", session, exc,
                             extra=agent_fields(identity))
-        pane = self.wait_for_agent(session, agent, ctx)
+        pane = self.wait_for_agent(session, agent, ctx, declared=identity.naming.is_l)
         self.accept_bypass(session, ctx)
         if profile.ready_prompt:
             self.wait_for_prompt(session, profile.ready_prompt, ctx)
@@ -130,6 +184,51 @@ class SessionKeeper:
         if profile.startup_nudge:
             self.nudge(session, profile.startup_nudge, ctx, who=identity)
         return pane
+
+    def _create_l(self, session: str, workdir: Path, env: dict[str, str], command: str,
+                  ctx: Context) -> None:
+        """[L]'s sequence (2026 §3.4): ``new-session -e …`` with a shell, window size,
+        ``remain-on-exit on``, ``respawn-pane -k`` with the command, a dead pane at 50 and
+        250 ms fails the start, then ``remain-on-exit off``."""
+        self.tmux.new_session_env(session, cwd=workdir, env=env)
+        try:
+            self.tmux.set_options(session, {"window-size": "latest", "remain-on-exit": "on"})
+            self.tmux.unset_environment(session, "GT_AGENT_READY")
+            self.tmux.respawn(session, cwd=workdir, command=command)
+            for pause in (0.05, 0.2):
+                ctx.sleep(pause)
+                if self.tmux.display(session, "#{pane_dead}") == "1":
+                    status = self.tmux.display(session, "#{pane_dead_status}")
+                    raise StartFailed(f"agent of {session} exited at once (status "
+                                      f"{status or '?'}); session removed")
+            self.tmux.set_options(session, {"remain-on-exit": "off"})
+        except (ToolError, StartFailed):
+            self.tmux.kill_session(session)
+            raise
+
+    def declared_running(self, session: str, pane: Pane, snap: Snapshot) -> bool:
+        """[L]'s ``IsAgentAlive`` (2026 §3.5): the session's declared process names on
+        its declared pane (``GT_PANE_ID``), the pane's command or a descendant's."""
+        try:
+            names = declared_names(self.tmux.show_environment(session, "GT_PROCESS_NAMES"),
+                                   self.tmux.show_environment(session, "GT_AGENT"))
+            pane_id = self.tmux.show_environment(session, "GT_PANE_ID")
+        except ToolError as exc:
+            log.debug("cannot read the liveness declaration of %s: %s", session, exc)
+            return False
+        target = snap.pane_by_id(session, pane_id) if pane_id else pane
+        if target is None or target.dead:
+            return False
+        if target.command in names:
+            return True
+        return any(n in names for n in procs.child_names(target.pid))
+
+    def agent_ready(self, session: str) -> bool:
+        """``GT_AGENT_READY=1``, set by ``gt prime --hook`` in [L] (2026 §3.5)."""
+        try:
+            return self.tmux.show_environment(session, "GT_AGENT_READY") == "1"
+        except ToolError:
+            return False
 
     def wait_for_prompt(self, session: str, prefix: str, ctx: Context) -> None:
         """Poll the last screen lines for the runtime's ready prompt (§3.5).
@@ -152,15 +251,27 @@ class SessionKeeper:
                     "running (set GT_READY_PROMPT to its runtime's prompt)", session, wanted,
                     self.start_timeout)
 
-    def wait_for_agent(self, session: str, agent: AgentProgram, ctx: Context) -> Pane:
-        """Poll until the pane runs the agent; on timeout kill the session (§3.5)."""
+    def wait_for_agent(self, session: str, agent: AgentProgram, ctx: Context, *,
+                       declared: bool = False) -> Pane:
+        """Poll until the pane runs the agent; on timeout kill the session (§3.5).
+
+        ``declared`` ([L], 2026 §3.5): ``GT_AGENT_READY=1`` in the session, or the
+        session's declared process names, also count (asked once a second).
+        """
         deadline = time.monotonic() + self.start_timeout
         pane = None
+        asked = 0.0
         while True:
-            pane = self.tmux.snapshot().first_pane(session)
+            snap = self.tmux.snapshot()
+            pane = snap.first_pane(session)
             state = liveness(pane, agent)
             if state is Liveness.RUNNING and pane is not None:
                 return pane
+            if declared and pane is not None and not pane.dead and \
+                    time.monotonic() - asked >= 1.0:
+                asked = time.monotonic()
+                if self.agent_ready(session) or self.declared_running(session, pane, snap):
+                    return pane
             if state is Liveness.MISSING:
                 raise StartFailed(f"session {session} vanished while starting (agent exited?)")
             if time.monotonic() >= deadline:
@@ -191,6 +302,14 @@ class SessionKeeper:
         last = self._last_nudge.get(session)
         if last is not None and time.monotonic() - last < min_interval:
             return False
+        with nudge_lock(self.town, session, timeout=min(10.0, self.start_timeout),
+                        progress=ctx.progress):
+            self._type(session, message, ctx)
+        self._last_nudge[session] = time.monotonic()
+        log.info("nudged %s: %s", session, message, extra=agent_fields(who) if who else None)
+        return True
+
+    def _type(self, session: str, message: str, ctx: Context) -> None:
         self.tmux.send_literal(session, message)
         ctx.sleep(0.5)
         self.tmux.send_key(session, "Escape")
@@ -210,7 +329,4 @@ class SessionKeeper:
                 self.tmux.resize_pane(session, "+1")
         except ToolError as exc:  # best effort, as in Gas Town
             log.debug("wake-up resize of %s failed: %s", session, exc)
-        self._last_nudge[session] = time.monotonic()
-        log.info("nudged %s: %s", session, message, extra=agent_fields(who) if who else None)
-        return True
 

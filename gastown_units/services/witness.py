@@ -120,9 +120,10 @@ class Witness(RigService):
     # --- stuck polecats ---------------------------------------------------------------
     def _live_polecats(self, snap: Snapshot) -> list[Identity]:
         agent = self.agent(Role.POLECAT, self.rig)
-        return [who for name in polecat_names(self.town, self.rig)
-                if liveness(snap.first_pane((who := Identity(Role.POLECAT, self.rig, name))
-                                            .session), agent) is Liveness.RUNNING]
+        polecats = [self.spelt(Identity(Role.POLECAT, self.rig, name))
+                    for name in polecat_names(self.town, self.rig)]
+        return [who for who in polecats
+                if liveness(snap.first_pane(who.session), agent) is Liveness.RUNNING]
 
     def _stuck_ladder(self, snap: Snapshot, ctx: Context) -> str:
         ladder: dict[str, object] = self.state["ladder"]

@@ -25,7 +25,9 @@ DEFAULT_PREFIX = "gt"
 @dataclass(frozen=True)
 class Rig:
     name: str
-    prefix: str
+    prefix: str  # bead prefix, trailing '-' dropped (config.GetRigPrefix)
+    #: [L] session prefix: ``beads.prefix`` exactly as stored, or ``gt`` (2026 §3.1)
+    session_prefix: str = DEFAULT_PREFIX
 
 
 def load_rigs(town: Town) -> dict[str, Rig]:
@@ -44,8 +46,14 @@ def load_rigs(town: Town) -> dict[str, Rig]:
     for name, entry in rigs.items():
         if not valid_name(name) or name.startswith("-") or "\n" in name:
             raise DamagedFile(town.rigs_json, f"invalid rig name {name!r}")
-        result[name] = Rig(name, _rig_json_prefix(entry))
+        result[name] = Rig(name, _rig_json_prefix(entry), _stored_prefix(entry))
     return result
+
+
+def _stored_prefix(entry: object) -> str:
+    beads = entry.get("beads") if isinstance(entry, dict) else None
+    prefix = beads.get("prefix") if isinstance(beads, dict) else None
+    return prefix if isinstance(prefix, str) and prefix else DEFAULT_PREFIX
 
 
 def _rig_json_prefix(entry: object) -> str:

@@ -41,19 +41,19 @@ def _no_host_config(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_attach_as_the_owner_is_plain_tmux_on_the_socket() -> None:
     tmux = Tmux(socket="gt")
     assert agents.attach_argv(tmux, "gt-gastown-witness", ALICE, euid=1000) == [
-        "tmux", "-N", "-L", "gt", "attach-session", "-t", "=gt-gastown-witness"]
+        "tmux", "-N", "-u", "-L", "gt", "attach-session", "-t", "=gt-gastown-witness"]
 
 
 def test_attach_as_root_runs_the_client_as_the_owner_on_the_owners_socket() -> None:
     tmux = Tmux(socket="gt", socket_path=Path("/tmp/tmux-1000/gt"))
     assert agents.attach_argv(tmux, "hq-deacon", ALICE, euid=0) == [
-        "runuser", "-u", "alice", "--", "tmux", "-N", "-S", "/tmp/tmux-1000/gt",
+        "runuser", "-u", "alice", "--", "tmux", "-N", "-u", "-S", "/tmp/tmux-1000/gt",
         "attach-session", "-t", "=hq-deacon"]
 
 
 def test_attach_as_root_of_a_root_town_needs_no_runuser() -> None:
     argv = agents.attach_argv(Tmux(), "hq-deacon", ROOT, euid=0)
-    assert argv == ["tmux", "-N", "attach-session", "-t", "=hq-deacon"]
+    assert argv == ["tmux", "-N", "-u", "attach-session", "-t", "=hq-deacon"]
 
 
 def test_attach_refuses_an_owner_without_a_name() -> None:
@@ -71,7 +71,7 @@ def test_hostile_session_names_never_reach_an_argv(session: str) -> None:
 
 def test_capture_argv_asks_for_the_last_n_lines() -> None:
     assert agents.capture_argv(Tmux(socket="s"), "gt-gastown-nux", 50) == [
-        "tmux", "-N", "-L", "s", "capture-pane", "-p", "-t", "=gt-gastown-nux:", "-S", "-50"]
+        "tmux", "-N", "-u", "-L", "s", "capture-pane", "-p", "-t", "=gt-gastown-nux:", "-S", "-50"]
     with pytest.raises(GastownError):
         agents.capture_argv(Tmux(), "gt-gastown-nux", 0)
 

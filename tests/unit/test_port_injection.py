@@ -267,7 +267,7 @@ def test_tmux_data_follows_double_dash(fake: Fake) -> None:
     tmux.new_session("hq-deacon", cwd=Path("/tmp"), command="-x")
     tmux.display("hq-deacon", "-#{pane_pid}")
     for call in fake.calls():
-        assert call[:3] == ["-N", "-L", "s"]
+        assert call[:4] == ["-N", "-u", "-L", "s"]
         assert "--" in call, call
     tails = [call[call.index("--") + 1:] for call in fake.calls()]
     assert tails == [["-t =other: -l"], ["Enter"], ["-K", "-V"], ["status-left", "-x"],

@@ -13,17 +13,19 @@ from gastown_units.runtime.notify import watchdog_period
 
 
 def test_parse_panes() -> None:
-    snap = parse_panes("hq-deacon\t42\tnode\t0\t1700000000\t1\n"
-                       "gt-boot\t43\tbash\t1\t1700000001\t0\nbroken line\n")
+    snap = parse_panes("hq-deacon\t42\tnode\t0\t1700000000\t1\t%1\n"
+                       "gt-boot\t43\tbash\t1\t1700000001\t0\t%2\nbroken line\n")
     assert snap.sessions == {"hq-deacon", "gt-boot"}
     assert snap.first_pane("gt-boot").dead is True
     assert snap.first_pane("hq-deacon").attached == 1
     assert snap.first_pane("nope") is None
+    assert snap.pane_by_id("gt-boot", "%2") is snap.first_pane("gt-boot")
 
 
 def test_tmux_argv_never_starts_a_server() -> None:
-    assert Tmux(socket="gt").argv("list-panes") == ["tmux", "-N", "-L", "gt", "list-panes"]
-    assert Tmux().argv("ls") == ["tmux", "-N", "ls"]
+    assert Tmux(socket="gt").argv("list-panes") == ["tmux", "-N", "-u", "-L", "gt",
+                                                    "list-panes"]
+    assert Tmux().argv("ls") == ["tmux", "-N", "-u", "ls"]
 
 
 @pytest.mark.parametrize("stdout", ["", "  \n", "[]", "null"])
