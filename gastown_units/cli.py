@@ -23,6 +23,7 @@ from gastown_units.config import KNOBS, Knob, Settings, default_of, load_with_so
 from gastown_units.config_files import CONFIG_ENV, DEFAULT_CONFIG
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, ConfigError, GastownError
 from gastown_units.ports.argv import checked_name
+from gastown_units.ports.dialect_probe import town_naming
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
 from gastown_units.runtime.loop import Service, run_service
@@ -139,11 +140,11 @@ def tmux_server() -> None:
         socket_label,
     )
 
-    settings = Settings.load()
+    setup_logging("gastown-tmux", role="tmux")
+    settings = _town_server(Settings.load(), refuse_unknown=True)
     binary = shutil.which(settings.tmux_bin)
     if binary is None:
         raise ConfigError(f"{settings.tmux_bin}: not found")
-    setup_logging("gastown-tmux", role="tmux")
     notifier = Notifier()  # takes NOTIFY_SOCKET and friends out of our environment
     socket = settings.tmux_socket
     pid = running_server(binary, socket, settings.tmux_timeout)
@@ -154,6 +155,20 @@ def tmux_server() -> None:
     for name in SCRUBBED_ENV:
         os.environ.pop(name, None)
     os.execv(binary, server_argv(binary, socket))
+
+
+def _town_server(settings: Settings, *, refuse_unknown: bool = False) -> Settings:
+    """The settings with the town's tmux socket ([L]: ``<base>-<hash6>``, 2026 §3.0)."""
+    from gastown_units.ports.dialect_probe import for_town
+    from gastown_units.town.dialect import Dialect
+
+    settled, found = for_town(settings)
+    if found is not None and found.verdict.dialect is Dialect.UNKNOWN and refuse_unknown:
+        raise ConfigError(f"cannot tell which Gas Town this is ({found.verdict.describe()}); "
+                          "set GT_DIALECT=j or GT_DIALECT=l in /etc/gastown/gastown.conf")
+    if found is not None:
+        logging.getLogger(__name__).info("%s", found.line())
+    return settled
 
 
 EVENT_HOOKS = ("session-closed", "pane-died")
@@ -167,7 +182,7 @@ EVENT_HOOK_INDEX = 77  # our slot in tmux's hook arrays, leaving others' hooks a
                    "pane dies (the polecat-health .path unit watches it).")
 def tmux_ready(timeout: float, event_file: Path | None) -> None:
     """Wait until the tmux server answers, then set the event hooks (ExecStartPost)."""
-    settings = Settings.load()
+    settings = _town_server(Settings.load())
     tmux = Tmux(binary=settings.tmux_bin, socket=settings.tmux_socket,
                 timeout=settings.tmux_timeout)
     deadline = time.monotonic() + timeout
@@ -202,7 +217,8 @@ def identity(spelling: str, town_root: Path | None) -> None:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         prefixes = rig_prefixes(town, rigs)
-        parser = IdentityParser.for_town(town, rigs, prefixes)
+        parser = IdentityParser.for_town(town, rigs, prefixes,
+                                         town_naming(settings, town, rigs))
     try:
         who = parser.parse(spelling)
     except ValueError as exc:
@@ -211,7 +227,7 @@ def identity(spelling: str, town_root: Path | None) -> None:
         "role": str(who.role), "rig": who.rig or "-", "name": who.name or "-",
         "address": who.address, "legacy": who.legacy, "session": who.session,
         "bead_id": who.bead_id(prefixes.get(who.rig or "")) or "-",
-        "bd_actor": who.bd_actor,
+        "bd_actor": who.bd_actor, "gt_role": who.role_name,
     }
     for key, value in rows.items():
         click.echo(f"{key:9} {value}")
@@ -260,7 +276,8 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
     town = Town.open(settings.town_root)
     try:
         rigs = load_rigs(town)
-        who = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs)).parse(agent)
+        who = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs),
+                                      town_naming(settings, town, rigs)).parse(agent)
     except ValueError as exc:
         raise GastownError(str(exc)) from None
     if who.rig is not None and who.rig not in rigs:

@@ -133,6 +133,8 @@ class Facts:
     bad_files_error: str = ""
     exposure: Mapping[str, float | str] = field(default_factory=dict)  # str: why unknown
     analyze_missing: bool = False
+    dialect: str = ""  # J, L, unknown; '' when not probed
+    dialect_reason: str = ""
 
 
 def _plural(count: int, word: str) -> str:
@@ -153,6 +155,21 @@ def check_town(facts: Facts) -> list[Check]:
                       "gt reads), then " + RESTART)]
     return [Check("town", True,
                   f"town {facts.town_root} readable ({_plural(len(facts.rigs), 'rig')})")]
+
+
+def check_dialect(facts: Facts) -> list[Check]:
+    """Which Gas Town the services see (gastown-2026.md §0); unknown means they refuse."""
+    if facts.town_root is None or facts.town_error:
+        return []
+    if not facts.dialect:
+        return [Check("dialect", None, f"dialect not known: {facts.dialect_reason}")]
+    if facts.dialect == "unknown":
+        return [Check("dialect", False, f"which Gas Town this is is unclear "
+                                        f"({facts.dialect_reason}): every service refuses it",
+                      f"set GT_DIALECT=j or GT_DIALECT=l in {CONF} (j: January 2026 town, "
+                      f"default tmux server; l: mid-2026, its own socket), then {RESTART}")]
+    return [Check("dialect", True, f"Gas Town dialect {facts.dialect} "
+                                   f"({facts.dialect_reason})")]
 
 
 # --- tools on the units' PATH ------------------------------------------------------------
@@ -428,8 +445,8 @@ def check_hardening(facts: Facts) -> list[Check]:
     return checks
 
 
-CHECKS = (check_town, check_tools, check_tmux_host, check_rigs_enabled, check_no_gt_daemon,
-          check_failed_units, check_restarts, check_bad_files, check_hardening)
+CHECKS = (check_town, check_dialect, check_tools, check_tmux_host, check_rigs_enabled,
+          check_no_gt_daemon, check_failed_units, check_restarts, check_bad_files, check_hardening)
 
 
 def run_checks(facts: Facts) -> list[Check]:

@@ -20,11 +20,13 @@ import psutil
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError
 from gastown_units.ports import runner
+from gastown_units.ports.dialect_probe import for_town
 from gastown_units.ports.operator import Owner, operator_tmux
 from gastown_units.services.sessions import pane_liveness
 from gastown_units.town.agents import resolve_agent
+from gastown_units.town.dialect import Dialect
 from gastown_units.town.holds import Hold, all_holds
-from gastown_units.town.identity import BOOT, DEACON, Identity, Role
+from gastown_units.town.identity import BOOT, DEACON, J_NAMING, Identity, Naming, Role
 from gastown_units.town.jsonfile import DamagedFile, parse_time, read_json_object
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import usable_name
@@ -91,6 +93,8 @@ class Report:
     agents: list[AgentRow] = field(default_factory=list)
     units: list[UnitRow] | None = None  # None: systemd does not run here
     notes: list[str] = field(default_factory=list)  # what could not be read
+    dialect: str = "J"  # J, L or unknown (gastown-2026.md §0)
+    dialect_reason: str = ""
 
     @property
     def problems(self) -> list[str]:
@@ -98,12 +102,16 @@ class Report:
         found += [p for u in self.units or () if (p := u.problem)]
         if not self.server_up:
             found.insert(0, f"tmux server {self.server} not running")
+        if self.dialect == Dialect.UNKNOWN.value:
+            found.insert(0, f"the services refuse this town: which Gas Town it is is unclear "
+                            f"({self.dialect_reason}); set GT_DIALECT")
         return found
 
     def as_json(self) -> dict[str, Any]:
         return {
             "town": str(self.town.root), "owner": self.owner.name if self.owner else None,
             "tmux_server": self.server, "tmux_up": self.server_up,
+            "dialect": self.dialect, "dialect_reason": self.dialect_reason,
             "agents": [{"address": r.identity.address, "session": r.identity.session,
                         "role": str(r.identity.role), "rig": r.identity.rig,
                         "state": r.state, "pid": r.pid, "command": r.command,
@@ -115,8 +123,10 @@ class Report:
         }
 
 
-def expected_agents(town: Town, rigs: list[str]) -> list[Identity]:
-    """The Deacon, Boot, each rig's Witness and Refinery, and every polecat/crew dir."""
+def expected_agents(town: Town, rigs: list[str], naming: Naming = J_NAMING
+                    ) -> list[Identity]:
+    """The Deacon, Boot, each rig's Witness and Refinery, and every polecat/crew dir,
+    spelt as the town spells them."""
     agents = [DEACON, BOOT]
     for rig in rigs:
         agents += [Identity(Role.WITNESS, rig), Identity(Role.REFINERY, rig)]
@@ -128,7 +138,7 @@ def expected_agents(town: Town, rigs: list[str]) -> list[Identity]:
                 names = []
             agents += [Identity(role, rig, n) for n in names
                        if not n.startswith(".") and usable_name(n)]
-    return agents
+    return [who.in_town(naming) for who in agents]
 
 
 def tmux_panes(socket: str | None, socket_path: Path | None = None
@@ -231,9 +241,14 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
     town = Town.open(settings.town_root)
     rigs = sorted(load_rigs(town))
     tmux, owner = operator_tmux(settings, town)
-    server = str(tmux.socket_path) if tmux.socket_path else (settings.tmux_socket or "default")
+    found = for_town(settings, town, uid=owner.uid)[1]
+    naming = found.naming if found else J_NAMING
+    server = str(tmux.socket_path) if tmux.socket_path else (tmux.socket or "default")
     report = Report(town, owner, server, False)
-    panes = tmux_panes(settings.tmux_socket, tmux.socket_path)
+    if found is not None:
+        report.dialect = found.verdict.dialect.value
+        report.dialect_reason = "; ".join(found.verdict.reasons)
+    panes = tmux_panes(tmux.socket, tmux.socket_path)
     report.server_up = panes is not None
     restarts, note = restart_records(town, now)
     if note:
@@ -243,7 +258,7 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
     for rig, up in operational.items():
         if up is None:
             report.notes.append(f"rig {rig}: wisp config unreadable (its agents not judged)")
-    for who in expected_agents(town, rigs):
+    for who in expected_agents(town, rigs, naming):
         expected = who.role is Role.DEACON or (
             who.role in (Role.WITNESS, Role.REFINERY) and operational.get(who.rig or "") is True)
         count, backoff = restarts.get(who.session, (0, ""))
@@ -291,7 +306,8 @@ def render(report: Report) -> list[str]:
     """The text ``status`` prints."""
     owner = f"owner {report.owner.name}" if report.owner else "owner unknown"
     lines = [f"town {report.town.root} ({owner}; tmux server {report.server}: "
-             f"{'up' if report.server_up else 'NOT RUNNING'})"]
+             f"{'up' if report.server_up else 'NOT RUNNING'})",
+             f"dialect {report.dialect} ({report.dialect_reason or 'no evidence'})"]
     lines.append(f"{'AGENT':28} {'SESSION':28} {'STATE':8} {'PID':>7} {'UPTIME':>7} "
                  f"{'RESTARTS':>8}  {'BACKOFF':12} HELD")
     for r in report.agents:

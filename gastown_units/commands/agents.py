@@ -29,6 +29,7 @@ from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, GastownError
 from gastown_units.ports import runner
 from gastown_units.ports.argv import checked_name
+from gastown_units.ports.dialect_probe import town_naming
 from gastown_units.ports.operator import Owner, operator_tmux, town_owner
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.events import BY_NAME, agent_fields
@@ -53,7 +54,8 @@ def resolve(agent: str, town_root: Path | None) -> tuple[Settings, Town, Identit
     town = Town.open(settings.town_root)
     try:
         rigs = load_rigs(town)
-        parser = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs))
+        parser = IdentityParser.for_town(town, rigs, rig_prefixes(town, rigs),
+                                         town_naming(settings, town, rigs))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return settings, town, identify(parser, agent, sorted(rigs))

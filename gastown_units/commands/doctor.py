@@ -41,6 +41,8 @@ from gastown_units.doctor_checks import (
 )
 from gastown_units.errors import EX_CONFIG, ConfigError, GastownError
 from gastown_units.ports import runner
+from gastown_units.ports.dialect_probe import TownDialect, resolve
+from gastown_units.town.identity import J_NAMING
 from gastown_units.town.jsonfile import parse_time, read_json_object
 from gastown_units.town.layout import Town
 
@@ -213,6 +215,16 @@ def gather_units(rigs: tuple[str, ...]) -> dict[str, Unit]:
     return units
 
 
+def _dialect(settings: Settings, town: Town) -> TownDialect:
+    from gastown_units.town.rigs import load_rigs
+
+    try:
+        rigs = load_rigs(town)
+    except ValueError:
+        rigs = {}
+    return resolve(town, rigs, settings)
+
+
 def gather_tmux(settings: Settings, town: Town, environ: Mapping[str, str]) -> TmuxFacts:
     from gastown_units.ports.operator import operator_tmux, socket_file
     from gastown_units.ports.tmux import ServerDown
@@ -224,13 +236,13 @@ def gather_tmux(settings: Settings, town: Town, environ: Mapping[str, str]) -> T
     )
 
     tmux, owner = operator_tmux(settings, town, dict(environ))
-    where = tmux.socket_path or socket_file(settings.tmux_socket, owner.uid,
+    where = tmux.socket_path or socket_file(tmux.socket, owner.uid,
                                             environ.get("TMUX_TMPDIR"))
     others: dict[str, frozenset[str] | None] = {}
-    guard = SplitTownGuard(binary=settings.tmux_bin, socket=settings.tmux_socket,
+    guard = SplitTownGuard(binary=settings.tmux_bin, socket=tmux.socket,
                            town_root=town.root, state_file=None, timeout=3.0,
                            environ=environ)
-    for server in foreign_servers(socket_dir(environ, owner.uid), settings.tmux_socket):
+    for server in foreign_servers(socket_dir(environ, owner.uid), tmux.socket):
         if server == where:
             continue
         reply = guard.ask(server)
@@ -423,8 +435,16 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
         opened = town
         tmux, why = _attempt(lambda: gather_tmux(settings, opened, env))
         facts["tmux"] = tmux or TmuxFacts("the town's tmux server", error=why)
+        dialect, why = _attempt(lambda: _dialect(settings, opened))
+        if dialect is not None:
+            facts["dialect"], facts["dialect_reason"] = dialect.verdict.dialect.value, \
+                "; ".join(dialect.verdict.reasons)
+        else:
+            facts["dialect_reason"] = f"not probed: {why}"
+        naming = dialect.naming if dialect is not None else J_NAMING
         agents, _ = _attempt(lambda: tuple(a.session for a in expected_agents(opened,
-                                                                              list(rigs))))
+                                                                              list(rigs),
+                                                                              naming)))
         facts["agents"] = agents or ()
         restarts, facts["restarts_error"] = _attempt(lambda: gather_restarts(opened,
                                                                              time.time()))

@@ -39,7 +39,9 @@ def tmux_stop_cmd(main_pid: str | None) -> None:
     from gastown_units.runtime.logs import setup_logging
 
     setup_logging("gastown-tmux", role="tmux")
-    settings = Settings.load()
+    from gastown_units.ports.dialect_probe import for_town
+
+    settings = for_town(Settings.load())[0]
     label = socket_label(settings.tmux_socket)
     pid = int(main_pid) if main_pid and main_pid.isdigit() else None
     try:

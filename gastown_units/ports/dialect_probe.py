@@ -33,7 +33,7 @@ from gastown_units.town.dialect import (
 from gastown_units.town.identity import Naming
 from gastown_units.town.jsonfile import write_json_atomic
 from gastown_units.town.layout import Town
-from gastown_units.town.rigs import Rig
+from gastown_units.town.rigs import Rig, load_rigs
 from gastown_units.town.unit_state import state_path
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,12 @@ def town_sockets(town: Town, environ: Mapping[str, str], uid: int) -> list[str]:
     return [n for n in names if n.endswith(suffix) and len(n) > len(suffix)]
 
 
-def sessions_on(tmux_bin: str, socket: str | None, timeout: float) -> tuple[str, ...]:
-    """Session names on a server; none when it does not answer (no evidence)."""
-    argv = [tmux_bin, "-N", *(["-L", socket] if socket else []), "list-sessions", "-F",
-            "#{session_name}"]
+def sessions_on(tmux_bin: str, path: Path, timeout: float) -> tuple[str, ...]:
+    """Session names on the server at ``path``; none when it does not answer (no
+    evidence). A path, not ``-L``: an operator's command run as root asks the owner's."""
+    if not path.is_socket():
+        return ()
+    argv = [tmux_bin, "-N", "-S", str(path), "list-sessions", "-F", "#{session_name}"]
     try:
         result = runner.run(argv, timeout=timeout)
     except GastownError:
@@ -155,10 +157,11 @@ def gather(town: Town, rigs: Mapping[str, Rig], *, gt_bin: str, tmux_bin: str,
     services were told to use (``GT_TMUX_SOCKET``), None for the default server."""
     env = os.environ if environ is None else environ
     user = os.getuid() if uid is None else uid
+    where = socket_dir(env, user)
     l_socket_sessions: list[str] = []
     for name in town_sockets(town, env, user):
-        l_socket_sessions += sessions_on(tmux_bin, name, timeout)
-    other = sessions_on(tmux_bin, socket, timeout)
+        l_socket_sessions += sessions_on(tmux_bin, where / name, timeout)
+    other = sessions_on(tmux_bin, where / (socket or "default"), timeout)
     j_named, l_named = classify_names(other, rigs)
     return Evidence(
         gt_version=gt_version(town, gt_bin, timeout, cache),
@@ -200,17 +203,48 @@ def tmux_socket(town: Town, dialect: Dialect, configured: str | None,
 
 
 def resolve(town: Town, rigs: Mapping[str, Rig], settings: Settings,
-            environ: Mapping[str, str] | None = None) -> TownDialect:
-    """Probe and judge the town; the verdict may be UNKNOWN (callers refuse to act)."""
+            environ: Mapping[str, str] | None = None, uid: int | None = None) -> TownDialect:
+    """Probe and judge the town; the verdict may be UNKNOWN (callers refuse to act).
+    ``uid``: whose tmux sockets to look at (the town's owner; default: ours)."""
+    if uid is None:
+        try:
+            uid = town.root.stat().st_uid  # the owner runs the town's tmux server
+        except OSError:
+            uid = os.getuid()
     override = Dialect(settings.dialect.upper()) if settings.dialect else None
     if override is None:
         evidence = gather(town, rigs, gt_bin=settings.gt_bin, tmux_bin=settings.tmux_bin,
                           socket=settings.tmux_socket,
                           timeout=min(settings.tmux_timeout, settings.gt_timeout),
-                          environ=environ, cache=state_path(town, "gt-version"))
+                          environ=environ, uid=uid, cache=state_path(town, "gt-version"))
     else:
         evidence = Evidence()
     verdict = detect(evidence, override)
     prefixes = {name: rig.session_prefix for name, rig in rigs.items()}
     return TownDialect(verdict, Naming.of(verdict.dialect, prefixes),
-                       tmux_socket(town, verdict.dialect, settings.tmux_socket, environ))
+                       tmux_socket(town, verdict.dialect, settings.tmux_socket, environ, uid))
+
+
+def for_town(settings: Settings, town: Town | None = None, uid: int | None = None
+             ) -> tuple[Settings, TownDialect | None]:
+    """``settings`` with ``tmux_socket`` set to the town's server, and the dialect found;
+    unchanged (and None) when no town can be opened. Every command that talks to the
+    town's tmux server (the tmux host, status, doctor, agents) goes through here, so all
+    of them find the same server the services use."""
+    if town is None:
+        try:
+            town = Town.open(settings.town_root)
+        except GastownError:
+            return settings, None
+    try:
+        rigs = load_rigs(town)
+    except ValueError:
+        rigs = {}
+    found = resolve(town, rigs, settings, uid=uid)
+    return settings.replace(tmux_socket=found.socket), found
+
+
+def town_naming(settings: Settings, town: Town, rigs: Mapping[str, Rig]) -> Naming:
+    """How the town spells its agents (J when it cannot be placed: nothing acts on
+    that answer, it only reads spellings)."""
+    return resolve(town, rigs, settings).naming

@@ -72,9 +72,13 @@ def socket_file(socket: str | None, uid: int, tmpdir: str | None = None) -> Path
 
 def operator_tmux(settings: Settings, town: Town, environ: dict[str, str] | None = None
                   ) -> tuple[Tmux, Owner]:
-    """A tmux client on the town's server for this process, whoever runs it."""
+    """A tmux client on the town's server for this process, whoever runs it: the owner's
+    socket of the town's dialect ([L]: ``<base>-<hash6>``)."""
+    from gastown_units.ports.dialect_probe import for_town
+
     env = layers(os.environ).merged() if environ is None else environ  # as the units see it
     owner = town_owner(town, settings.tmux_timeout)
+    settings = for_town(settings, town, uid=owner.uid)[0]
     path = None
     if os.geteuid() != owner.uid:
         path = socket_file(settings.tmux_socket, owner.uid, env.get("TMUX_TMPDIR"))
