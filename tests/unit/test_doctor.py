@@ -45,7 +45,8 @@ def healthy() -> Facts:
         units=_units(rigs), town_dir_owner="alice",
         tmux=TmuxFacts("/tmp/tmux-1000/default", hooks=HOOKS,
                        sessions=frozenset({"hq-deacon", "gt-alpha-witness", "other"})),
-        agents=("hq-deacon", "gt-boot", "gt-alpha-witness"), exposure=exposure)
+        agents=("hq-deacon", "gt-boot", "gt-alpha-witness"), exposure=exposure,
+        dialect="J", dialect_reason="no [L] marker")
 
 
 def failing(facts: Facts) -> list[Check]:
@@ -367,3 +368,17 @@ def test_a_rigs_own_configuration_is_what_its_units_see(
     assert len(views) == 1 and len(errors) == 1 and "gastown.conf" in errors[0]
     bad_conf = dc.check_tools(dataclasses.replace(healthy(), rig_config_errors=tuple(errors)))
     assert [c.ok for c in bad_conf if c.name == "rig-config"] == [False]
+
+
+def test_an_unclear_dialect_fails_with_the_evidence_and_the_knob() -> None:
+    facts = healthy()
+    facts = type(facts)(**{**facts.__dict__, "dialect": "unknown",
+                           "dialect_reason": "gt 0.9.0 is a 0.6-0.12 release"})
+    bad = only_failure(facts)
+    assert bad.name == "dialect" and "0.9.0" in bad.lines()[0]
+    assert "GT_DIALECT=j or GT_DIALECT=l" in (bad.fix or "")
+
+
+def test_the_dialect_is_shown() -> None:
+    lines = [c.lines()[0] for c in dc.run_checks(healthy())]
+    assert "✓ Gas Town dialect J (no [L] marker)" in lines
