@@ -105,6 +105,18 @@ class AgentActor:
         self._split: dict[str, str] = {}  # session -> split-town line already logged
         self._held: dict[str, str] = {}  # session -> hold incident already logged
 
+    def judge(self, who: Identity, pane: Pane | None, agent: AgentProgram, snap: Snapshot
+              ) -> Liveness:
+        """The keepers' liveness rule; in an [L] town a session's own declaration
+        (``GT_PROCESS_NAMES``/``GT_AGENT`` on ``GT_PANE_ID``, 2026 §3.5) decides."""
+        state = liveness(pane, agent)
+        if pane is None or not who.naming.is_l or pane.dead:
+            return state
+        declared = self.keeper.declared_running(who.session, pane, snap)
+        if declared is None:
+            return state
+        return Liveness.RUNNING if declared else Liveness.ZOMBIE
+
     def spelt(self, who: Identity) -> Identity:
         """``who`` as this town spells it."""
         return who.in_town(self.naming)
@@ -205,18 +217,16 @@ class AgentActor:
         """
         who = who.in_town(self.naming)
         pane = snap.first_pane(who.session)
-        if liveness(pane, agent) is Liveness.RUNNING:
+        if self.judge(who, pane, agent, snap) is Liveness.RUNNING:
             self.forget_mark_if_restarted(who, pane)
             self.split_over(who, "it runs on our server now")
             return KeepResult(Kept.RUNNING, pane)
         with self.hold(who, "keep") as mine:
             if not mine:
                 return KeepResult(Kept.BUSY, pane, f"{who.session}: {self.busy_with(who)}")
-            pane = self.pane_now(who)
-            state = liveness(pane, agent)
-            if state is Liveness.ZOMBIE and pane is not None and who.naming.is_l and \
-                    self.keeper.declared_running(who.session, pane, self.tmux.snapshot()):
-                state = Liveness.RUNNING  # alive by the session's own declaration (§3.5)
+            now = self.tmux.snapshot()
+            pane = now.first_pane(who.session)
+            state = self.judge(who, pane, agent, now)
             if state is Liveness.RUNNING:
                 return KeepResult(Kept.RUNNING, pane)
             doing = "killing" if state is Liveness.ZOMBIE else "starting"

@@ -107,6 +107,8 @@ class SessionKeeper:
         self.start_timeout = start_timeout
         self.kill_grace = kill_grace
         self._last_nudge: dict[str, float] = {}
+        # (session, created, pane PID) -> GT_PROCESS_NAMES, GT_AGENT, GT_PANE_ID
+        self._declared: dict[tuple[str, float, int], tuple[str | None, ...]] = {}
 
     def kill(self, session: str, pane: Pane | None, ctx: Context,
              who: Identity | None = None) -> None:
@@ -206,16 +208,26 @@ class SessionKeeper:
             self.tmux.kill_session(session)
             raise
 
-    def declared_running(self, session: str, pane: Pane, snap: Snapshot) -> bool:
+    def declared_running(self, session: str, pane: Pane, snap: Snapshot) -> bool | None:
         """[L]'s ``IsAgentAlive`` (2026 §3.5): the session's declared process names on
-        its declared pane (``GT_PANE_ID``), the pane's command or a descendant's."""
-        try:
-            names = declared_names(self.tmux.show_environment(session, "GT_PROCESS_NAMES"),
-                                   self.tmux.show_environment(session, "GT_AGENT"))
-            pane_id = self.tmux.show_environment(session, "GT_PANE_ID")
-        except ToolError as exc:
-            log.debug("cannot read the liveness declaration of %s: %s", session, exc)
-            return False
+        its declared pane (``GT_PANE_ID``), the pane's command or a descendant's. None
+        when the session declares nothing (or cannot be asked): our own rule judges."""
+        key = (session, pane.created, pane.pid)
+        declaration = self._declared.get(key)
+        if declaration is None:
+            try:
+                declaration = tuple(self.tmux.show_environment(session, k) for k in
+                                    ("GT_PROCESS_NAMES", "GT_AGENT", "GT_PANE_ID"))
+            except ToolError as exc:
+                log.debug("cannot read the liveness declaration of %s: %s", session, exc)
+                return None
+            if len(self._declared) > 512:
+                self._declared.clear()
+            self._declared[key] = declaration
+        process_names, agent_name, pane_id = declaration
+        if not process_names and agent_name not in PRESETS:
+            return None  # no names of its own: [L]'s node,claude guess is not evidence
+        names = declared_names(process_names, agent_name)
         target = snap.pane_by_id(session, pane_id) if pane_id else pane
         if target is None or target.dead:
             return False
