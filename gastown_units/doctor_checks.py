@@ -135,6 +135,7 @@ class Facts:
     analyze_missing: bool = False
     dialect: str = ""  # J, L, unknown; '' when not probed
     dialect_reason: str = ""
+    tmux_tmpdir: str = ""  # the units' TMUX_TMPDIR ('' = /tmp)
 
 
 def _plural(count: int, word: str) -> str:
@@ -168,8 +169,16 @@ def check_dialect(facts: Facts) -> list[Check]:
                                         f"({facts.dialect_reason}): every service refuses it",
                       f"set GT_DIALECT=j or GT_DIALECT=l in {CONF} (j: January 2026 town, "
                       f"default tmux server; l: mid-2026, its own socket), then {RESTART}")]
-    return [Check("dialect", True, f"Gas Town dialect {facts.dialect} "
-                                   f"({facts.dialect_reason})")]
+    checks = [Check("dialect", True, f"Gas Town dialect {facts.dialect} "
+                                     f"({facts.dialect_reason})")]
+    if facts.dialect == "L" and facts.tmux_tmpdir.rstrip("/") not in ("", "/tmp"):
+        checks.append(Check(
+            "tmux-tmpdir", False,
+            f"TMUX_TMPDIR={facts.tmux_tmpdir}: an [L] gt looks for the town's server only "
+            "in /tmp/tmux-<uid>/, starts a second one there, and SIGTERMs agents outside "
+            "those sockets (gastown-2026.md §3.0, §7.3)",
+            f"remove TMUX_TMPDIR from {CONF}, then {RESTART}"))
+    return checks
 
 
 # --- tools on the units' PATH ------------------------------------------------------------

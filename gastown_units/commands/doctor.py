@@ -442,6 +442,7 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
         else:
             facts["dialect_reason"] = f"not probed: {why}"
         naming = dialect.naming if dialect is not None else J_NAMING
+        facts["tmux_tmpdir"] = env.get("TMUX_TMPDIR", "")
         agents, _ = _attempt(lambda: tuple(a.session for a in expected_agents(opened,
                                                                               list(rigs),
                                                                               naming)))

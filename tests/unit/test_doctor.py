@@ -382,3 +382,10 @@ def test_an_unclear_dialect_fails_with_the_evidence_and_the_knob() -> None:
 def test_the_dialect_is_shown() -> None:
     lines = [c.lines()[0] for c in dc.run_checks(healthy())]
     assert "✓ Gas Town dialect J (no [L] marker)" in lines
+
+
+def test_an_l_town_with_its_server_outside_tmp_fails() -> None:
+    facts = healthy()
+    facts = type(facts)(**{**facts.__dict__, "dialect": "L", "tmux_tmpdir": "/run/tmux"})
+    bad = only_failure(facts)
+    assert bad.name == "tmux-tmpdir" and "/tmp/tmux-<uid>" in bad.lines()[0]
