@@ -6,16 +6,19 @@ checks. The stand-ins follow the contracts, never our product code.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.harness.town import L_PATROLS, make_l_town, make_town
-from tests.unit.test_standins import bd, bd_json, gt, knob, seed
+from tests.harness.town import L_PATROLS, hook_work, make_l_town, make_town
+from tests.unit.test_standins import GT, bd, bd_json, clean_env, gt, knob, seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "standins"))
 from _common import l_socket_name  # noqa: E402
@@ -344,3 +347,46 @@ def test_j_done_mails_polecat_done_and_keeps_the_session_gastown_5_6(jtown, tmp_
 def test_done_outside_a_polecat_is_refused(ltown):
     r = gt(ltown, "done")
     assert r.returncode == 1 and "polecat" in r.stderr
+
+
+def test_l_events_wait_for_the_events_lock_gastown_2026_1_2(ltown, tmp_path):
+    """§1.2: every event write takes the flock on ``.events.jsonl.lock``."""
+    work = slung(ltown)
+    feed = ltown / ".events.jsonl"
+    before = feed.read_text()
+    fd = os.open(ltown / ".events.jsonl.lock", os.O_RDWR)
+    proc = None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, str(GT), "done", "--status", "ESCALATED"], cwd=ltown,
+            env=clean_env(**POLECAT_ENV), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        assert proc.poll() is None and feed.read_text() == before  # blocked on the lock
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        if proc is not None:
+            proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert json.loads(feed.read_text().splitlines()[-1])["payload"]["bead"] == work
+
+
+def test_l_hook_work_hooks_as_l_does_gastown_2026_4_4(ltown):
+    work = hook_work(ltown, RIG, "ace")
+    issue = store(rig_db(ltown))[work]
+    assert (issue["status"], issue["assignee"]) == ("hooked", f"{RIG}/polecats/ace")
+    agent = store(ltown / ".beads")["gt-gastown-polecat-ace"]
+    assert (agent["issue_type"], agent["labels"]) == ("task", ["gt:agent"])
+    assert f"hook_bead: {work}" in agent["description"]
+
+
+def test_l_dialect_from_the_env_outside_a_town_gives_bd_1_0_5_beads_9(tmp_path):
+    db = tmp_path / "lone" / ".beads"
+    db.mkdir(parents=True)
+    (db / "config.yaml").write_text('issue-prefix: "lo"\n')
+    env = {"BEADS_DIR": str(db), "GT_STANDIN_DIALECT": "L"}
+    r = bd(tmp_path, "show", "lo-nope", "--json", env=env)
+    assert r.returncode == 1 and json.loads(r.stdout)["schema_version"] == 1
+    r = bd(tmp_path, "show", "lo-nope", "--json", env={"BEADS_DIR": str(db)})
+    assert (r.returncode, r.stdout) == (0, "")  # [J]/O default unchanged
