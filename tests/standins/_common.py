@@ -190,10 +190,13 @@ def check_faults(town: Path, tool: str, command: str | None) -> None:
         sys.exit(1)
 
 
-def bd_mode(town: Path) -> str:
-    """``O`` (direct mode, default), ``daemon`` (O through the daemon's RPC) or ``N``."""
-    txt = (_read_text(standin_dir(town) / "bd.mode") or "").strip()
-    if txt.upper().startswith("N"):
+def bd_mode(town: Path | None) -> str:
+    """``O`` (direct mode, default), ``daemon`` (O through the daemon's RPC) or ``N``.
+
+    An [L] town (``gt_dialect`` L) runs bd 1.0.5 (gastown-2026.md header [B]): ``N`` even
+    without a ``bd.mode`` knob."""
+    txt = (_read_text(standin_dir(town) / "bd.mode") or "").strip() if town else ""
+    if txt.upper().startswith("N") or gt_dialect(town) == "L":
         return "N"
     return "daemon" if txt.lower() == "daemon" else "O"
 
