@@ -25,22 +25,24 @@ def install_standins(guest: GuestSystemd) -> None:
         guest.run(["ln", "-sf", f"{STANDIN_DIR}/{tool}", f"/usr/local/bin/{tool}"])
 
 
-def make_owner_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None
-                    ) -> str:
-    """Create user ``owner`` and a town in its home; return the town path in the guest."""
+def make_owner_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None,
+                    dialect: str = "J") -> str:
+    """Create user ``owner`` and a town in its home ([J] or [L], as that era's ``gt``
+    builds it); return the town path in the guest."""
     guest.add_user(owner)
     path = f"/home/{owner}/gt"
-    make_town(guest.root / path.lstrip("/"), rigs=rigs)
+    make_town(guest.root / path.lstrip("/"), rigs=rigs, dialect=dialect)
     guest.run(["chown", "-R", f"{owner}:{owner}", path])
     return path
 
 
-def new_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None) -> str:
+def new_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None,
+             dialect: str = "J") -> str:
     """Everything a test town in a guest needs: PID 1's unit messages in the journal,
     the stand-ins, the owner and the town; returns the town path."""
     guest.run(["systemd-analyze", "set-log-target", "journal-or-kmsg"])
     install_standins(guest)
-    return make_owner_town(guest, owner, rigs=rigs)
+    return make_owner_town(guest, owner, rigs=rigs, dialect=dialect)
 
 
 def configure(guest: GuestSystemd, owner: str, settings: dict[str, str]) -> None:

@@ -29,11 +29,7 @@ def l_socket(town: str) -> str:
 
 @pytest.fixture(scope="module")
 def town(guest: GuestSystemd) -> Iterator[str]:
-    path = new_town(guest, OWNER, rigs=RIGS)
-    # what every [L] gt leaves in a town it touched (§0.2), and [L] stand-ins
-    guest.run(["cp", f"{path}/mayor/rigs.json", f"{path}/rigs.json"], user=OWNER)
-    guest.run(["touch", f"{path}/.events.jsonl.lock"], user=OWNER)
-    guest.write_file(f"{path}/.standin/gt.dialect", "L\n", owner=OWNER)
+    path = new_town(guest, OWNER, rigs=RIGS, dialect="L")
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                              "GT_INTERVAL": "2", "GT_DEGRADED": "true"})

@@ -18,19 +18,16 @@ import pytest
 from tests.harness import keeper
 from tests.harness.poll import poll_until, wait_gone
 from tests.harness.tmux_server import PrivateTmux
-from tests.harness.town import AGENT, STANDINS, agent_record, control_agent, make_town
+from tests.harness.town import (
+    AGENT,
+    STANDINS,
+    agent_record,
+    control_agent,
+    make_l_town,
+    make_town,
+)
 
 RIGS = {"gastown": "gt", "stockdrop": "st"}
-
-
-def make_l_town(root: Path) -> Path:
-    """A town an [L] ``gt`` has touched: the markers of §0.2 it always leaves."""
-    make_town(root, rigs=RIGS)
-    (root / "rigs.json").write_bytes((root / "mayor" / "rigs.json").read_bytes())
-    (root / ".events.jsonl.lock").touch()
-    (root / ".standin").mkdir(exist_ok=True)
-    (root / ".standin" / "gt.dialect").write_text("L\n")
-    return root
 
 
 def l_socket(town: Path) -> str:
@@ -41,7 +38,7 @@ def l_socket(town: Path) -> str:
 
 @pytest.fixture
 def l_town(tmp_path: Path) -> Path:
-    return make_l_town(tmp_path / "ltown")
+    return make_l_town(tmp_path / "ltown", rigs=RIGS)
 
 
 @pytest.fixture
