@@ -33,8 +33,8 @@ def town(guest: GuestSystemd) -> Iterator[str]:
     configure(guest, OWNER, {"GT_TOWN_ROOT": path,
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                              "GT_INTERVAL": "2", "GT_DEGRADED": "true"})
-    guest.systemctl("enable", "--now", "gastown.target", "gastown-witness@gastown",
-                    "gastown-witness@stockdrop")
+    guest.systemctl("enable", "--now", "gastown.target", "gastown-deacon-keeper",
+                    "gastown-witness@gastown", "gastown-witness@stockdrop")
     yield path
     guest.systemctl("stop", "gastown.target", check=False)
 
