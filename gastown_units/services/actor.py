@@ -283,7 +283,11 @@ class AgentActor:
         who = who.in_town(self.naming)
         if self.guard is None:
             return
-        sighting = self.guard.check(who.session, progress=ctx.progress)
+        names = [who.session]
+        if who.naming.is_l:  # a [J] copy left on another server (a town upgraded in place)
+            names.append(who.in_town(J_NAMING).session)
+        found = self.guard.check_many(names, progress=ctx.progress)
+        sighting = next((found[n] for n in names if n in found), None)
         if sighting is None:
             self.split_over(who, "it runs on no other tmux server")
             return

@@ -217,3 +217,35 @@ def test_status_shows_the_dialect_and_l_names(l_town: Path, l_server: PrivateTmu
     rows = {a["session"]: a for a in report["agents"]}
     assert rows["gt-witness"]["state"] == "running"
     assert "hq-boot" in rows and "st-witness" in rows
+
+
+def test_a_j_copy_on_another_server_blocks_the_l_start(tmp_path: Path) -> None:
+    """A town upgraded in place: its [J] Witness still runs as ``gt-gastown-witness`` on
+    another server. The [L] keeper, forced with GT_DIALECT=l, starts no second Witness
+    as ``gt-witness`` (the names differ, the agent is the same)."""
+    import shutil
+    import tempfile
+
+    from tests.tmux.test_split_town import by_hand
+
+    sockets = Path(tempfile.mkdtemp(prefix="gtu-lsplit-", dir="/tmp"))
+    town = make_l_town(tmp_path / "ltown", rigs=RIGS)
+    ours = PrivateTmux(sockets, l_socket(town))
+    theirs = PrivateTmux(sockets, "default")
+    try:
+        ours.start()
+        theirs.start()
+        old = by_hand(theirs, "gt-gastown-witness", town / "gastown" / "witness")
+        argv = [sys.executable, "-m", "gastown_units", "run", "witness", "--town", str(town),
+                "--rig", "gastown", "--dialect", "l", "--agent-command",
+                f"{sys.executable} {AGENT}", "--bd-bin", str(STANDINS / "bd"),
+                "--gt-bin", str(STANDINS / "gt"), "--once"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                                env=keeper.service_env({"TMUX_TMPDIR": str(sockets)}))
+        assert "gt-gastown-witness" in result.stderr, result.stderr
+        assert "gt-witness" not in ours.sessions()
+        assert theirs.pane("gt-gastown-witness")[0] == old
+    finally:
+        ours.stop()
+        theirs.stop()
+        shutil.rmtree(sockets, ignore_errors=True)
