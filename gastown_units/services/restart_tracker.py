@@ -10,6 +10,8 @@ plus our ``window_start``), keyed by tmux session name.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from gastown_units.town.jsonfile import (
 )
 
 MAX_COUNT = 1000
+DEACON_KEY = "deacon"  # Gas Town's own entry ([L] §6.10), not a session name
 
 
 @dataclass
@@ -88,13 +91,27 @@ class RestartTracker:
                 _epoch(entry.get("window_start")))
 
     def save(self) -> None:
-        data: dict[str, Any] = {"agents": {
-            key: {"last_restart": _ts(r.last_restart), "restart_count": r.restart_count,
-                  "backoff_until": _ts(r.backoff_until),
-                  "crash_loop_since": _ts(r.crash_loop_since),
-                  "window_start": _ts(r.window_start)}
-            for key, r in sorted(self.agents.items())}}
-        write_json_atomic(self.path, data, mode=0o644)
+        """Write our entries, keeping every other key of the file. The ``deacon`` entry is
+        Gas Town's ([L] §6.10: its four keys only) and the file stays 0600 once it is
+        (Gas Town writes it 0600)."""
+        try:
+            current = read_state_object(self.path)
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except (OSError, ValueError):
+            current, mode = {}, 0o644
+        agents: dict[str, Any] = {}
+        for key, r in sorted(self.agents.items()):
+            entry: dict[str, Any] = {
+                "last_restart": _ts(r.last_restart), "restart_count": r.restart_count,
+                "backoff_until": _ts(r.backoff_until),
+                "crash_loop_since": _ts(r.crash_loop_since)}
+            if key != DEACON_KEY:
+                entry["window_start"] = _ts(r.window_start)
+            agents[key] = entry
+        data: dict[str, Any] = {**current, "agents": agents}
+        if data == current:
+            return  # nothing changed: never rewrite a file another writer may change
+        write_json_atomic(self.path, data, mode=0o600 if mode & 0o077 == 0 else 0o644)
 
     def blocked(self, key: str, now: float) -> str | None:
         """Why ``key`` may not be restarted now (crash loop or backoff), or None."""
