@@ -105,6 +105,8 @@ def test_an_operator_threshold_wins_over_the_l_default(town: Path,
                  env={"GT_DEACON_HEARTBEAT_KILL": "40m"})
     assert tmux_server.pane("hq-deacon") == old
     assert "backing off" not in result.stderr and "killing" not in result.stderr
+    result = run(town, tmux_server, "--deacon-grace", "0")  # the [L] default again: 20 min
+    assert "killing and restarting" in result.stderr
 
 
 def test_a_heartbeat_older_than_our_start_is_waited_out(town: Path,
@@ -201,3 +203,7 @@ def test_another_service_restarting_the_deacon_is_not_doubled(
     assert tmux_server.pane("hq-deacon") == pane
     assert json.loads(restart_state(town).read_text())["agents"]["deacon"]["restart_count"] == \
         booked
+    result = run(town, tmux_server, "--deacon-grace", "0")  # the lock is free: now it acts
+    assert "killing and restarting" in result.stderr
+    assert json.loads(restart_state(town).read_text())["agents"]["deacon"]["restart_count"] == \
+        booked + 1

@@ -173,16 +173,20 @@ def test_a_done_polecat_that_ended_its_own_session_is_no_crash(
     agent_bead(town, "exiter", hook=one)
     two = work(town, "finisher")
     agent_bead(town, "finisher", state="done", hook=two)
-    for name in ("exiter", "finisher"):
+    agent_bead(town, "crashed", hook=work(town, "crashed"))  # the control: a real crash
+    for name in ("exiter", "finisher", "crashed"):
         polecat(town, tmux_server, name)
     heartbeat(town, "gt-exiter", "exiting")
-    for name in ("exiter", "finisher"):
+    heartbeat(town, "gt-crashed", "working")
+    for name in ("exiter", "finisher", "crashed"):
         die(tmux_server, name)
     result = sweep(town, tmux_server)
-    assert "CRASH DETECTED" not in result.stderr
-    assert inbox(town, f"{RIG}/witness") == []
-    assert events(town, "session_death") == []
-    assert not {"gt-exiter", "gt-finisher"} & tmux_server.sessions()
+    assert "CRASH DETECTED: polecat gastown/crashed" in result.stderr
+    assert "gastown/exiter" not in result.stderr.split("CRASH DETECTED")[-1]
+    assert [m["subject"] for m in inbox(town, f"{RIG}/witness")] == \
+        ["CRASHED_POLECAT: gastown/crashed detected"]
+    assert [e["actor"] for e in events(town, "session_death")] == ["gt-crashed"]
+    assert not {"gt-exiter", "gt-finisher", "gt-crashed"} & tmux_server.sessions()
 
 
 def test_an_agent_bead_left_in_the_rig_db_is_still_found(town: Path,
@@ -223,13 +227,18 @@ def test_a_polecat_restarted_by_the_witness_before_the_sweep_is_left_alone(
     """Race: the witness restarted it (stale crash trigger): no report, no second copy."""
     l_town(town)
     agent_bead(town, "nux", hook=work(town, "nux"))
+    agent_bead(town, "gone", hook=work(town, "gone"))
     polecat(town, tmux_server, "nux")
+    polecat(town, tmux_server, "gone")
     die(tmux_server, "nux")
+    die(tmux_server, "gone")
     polecat(town, tmux_server, "nux")  # back, by someone else
     pid = tmux_server.pane("gt-nux")
     sweep(town, tmux_server)
     assert tmux_server.pane("gt-nux") == pid
-    assert inbox(town, f"{RIG}/witness") == []
+    assert [m["subject"] for m in inbox(town, f"{RIG}/witness")] == \
+        ["CRASHED_POLECAT: gastown/gone detected"]
+    assert "gt-gone" not in tmux_server.sessions()
 
 
 def test_bd_failing_is_unknown_not_dead(town: Path, tmux_server: PrivateTmux) -> None:
