@@ -238,6 +238,18 @@ class Beads:
             found = self.show(bead_id)
         return agent_from_json(found) if found else None
 
+    def polecat_hook_l(self, bead_id: str, assignee: str, town_db: Path, rig_db: Path) -> str:
+        """[L] a polecat's work now: its agent bead's ``hook_bead`` column when bd still has
+        one, else the issue assigned to it (``hooked``/``in_progress``) in its rig's DB;
+        ``""`` for none (also when it has no agent bead). ToolError when unknown."""
+        bead = self.agent_l(bead_id, town_db)
+        if bead is None:
+            return ""
+        if bead.hook_column:
+            return bead.hook_column
+        found = assigned_work(self.at(rig_db).work_in_progress()).get(assignee)
+        return found[0] if found else ""
+
     def work_in_progress(self) -> list[dict[str, Any]]:
         """[L] §4.2 ``hasAssignedOpenWork`` for a whole database in one call: the issues
         ``hooked`` or ``in_progress`` (bd ≥ 1.0 takes a comma list; ``--assignee`` takes one
