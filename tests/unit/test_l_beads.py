@@ -283,3 +283,130 @@ def test_session_heartbeat(tmp_path: Path) -> None:
     (beats / "st-d.json").write_text("{nope")
     bad = read_session_heartbeat(town, "st-d")
     assert bad.state == "" and bad.problem
+
+
+def test_our_tracker_never_overwrites_a_deacon_entry_written_meanwhile(tmp_path: Path) -> None:
+    """Race: deacon-keeper (or `gt daemon clear-backoff deacon`) writes the deacon entry
+    between polecat-health's load and save; so does a new key of another writer."""
+    path = tmp_path / "restart_state.json"
+    write_deacon(path, DeaconRestarts(100.0, 5, 130.0, 100.0))
+    track = RestartTracker(path, Policy())
+    track.load()
+    write_deacon(path, DeaconRestarts(100.0, 0, None, None))  # cleared meanwhile
+    data = json.loads(path.read_text())
+    data["agents"]["other"] = {"restart_count": 3}
+    path.write_text(json.dumps(data))
+    track.record("st-nux", 5000.0)
+    track.save()
+    agents = json.loads(path.read_text())["agents"]
+    assert agents["deacon"]["restart_count"] == 0 and agents["deacon"]["crash_loop_since"] == ZERO
+    assert agents["other"] == {"restart_count": 3} and agents["st-nux"]["restart_count"] == 1
+
+
+# --- row 14 with the stand-in bd: town DB first, then routing ----------------------------
+STANDIN_BD = Path(__file__).resolve().parents[1] / "standins" / "bd"
+
+
+def _seed(db: Path, issues: list[dict[str, object]]) -> None:
+    base = {"status": "open", "priority": 2, "issue_type": "task",
+            "created_at": "2026-06-01T10:00:00Z", "updated_at": "2026-06-01T10:00:00Z"}
+    lines = [json.dumps({**base, **i}, separators=(",", ":")) for i in
+             sorted(issues, key=lambda i: str(i["id"]))]
+    (db / "issues.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
+def test_l_listings_with_the_standin_bd(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.harness.town import make_town
+    town = make_town(tmp_path / "town")
+    (town / ".standin").mkdir()
+    (town / ".standin" / "bd.mode").write_text("N\n")
+    for key in [k for k in os.environ if k.startswith(("BEADS_", "BD_", "GT_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("BD_STANDIN_TOWN", str(town))
+    rig_db = town / "gastown" / "mayor" / "rig" / ".beads"
+    desc = "Polecat {n}\n\nagent_state: working\nhook_bead: gt-old"
+    _seed(town / ".beads", [{"id": "gt-gastown-polecat-new", "title": "new",
+                             "labels": ["gt:agent"], "description": desc.format(n="new")}])
+    _seed(rig_db, [
+        {"id": "gt-gastown-polecat-old", "title": "old", "issue_type": "agent",
+         "labels": ["gt:agent"], "description": desc.format(n="old")},
+        {"id": "gt-w1", "title": "w", "status": "in_progress",
+         "assignee": "gastown/polecats/new"},
+        {"id": "gt-old", "title": "done", "status": "closed",
+         "assignee": "gastown/polecats/old"}])
+    beads = Beads(binary=str(STANDIN_BD), cwd=town, timeout=30)
+    listed = {a.id for a in beads.at(town / ".beads").list_agents_l()}
+    assert listed == {"gt-gastown-polecat-new"}
+    assert assigned_work(beads.at(rig_db).work_in_progress()) == \
+        {"gastown/polecats/new": ("gt-w1", "in_progress")}
+
+
+FAKE_BD = """#!/usr/bin/env python3
+# bd 1.0.5 show as gastown-2026.md 4.6 has it: the pinned store, or prefix routing
+import json, os, sys
+log, answers = sys.argv[0] + ".log", json.load(open(sys.argv[0] + ".json"))
+pinned = os.environ.get("BEADS_DIR", "")
+with open(log, "a") as f:
+    f.write(json.dumps({"argv": sys.argv[1:], "pinned": pinned}) + "\\n")
+if sys.argv[1] == "list":
+    print(json.dumps(answers.get("list", [])))
+    sys.exit(0)
+key = ("town:" if pinned else "routed:") + sys.argv[2]
+if key in answers:
+    print(json.dumps([answers[key]]))
+    sys.exit(0)
+if answers.get("fail"):
+    print("Error: dolt server unreachable", file=sys.stderr)
+    sys.exit(1)
+print(json.dumps({"error": "no issues found matching the provided IDs", "schema_version": 1}))
+print("Error fetching %s: no issue found matching %s" % (sys.argv[2], sys.argv[2]),
+      file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def fake_bd(tmp_path: Path, answers: dict[str, object]) -> tuple[Beads, Path]:
+    script = tmp_path / "bd"
+    script.write_text(FAKE_BD)
+    script.chmod(0o755)
+    (tmp_path / "bd.json").write_text(json.dumps(answers))
+    return Beads(binary=str(script), cwd=tmp_path, timeout=30), tmp_path / "bd.log"
+
+
+def calls(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_agent_l_reads_the_town_db_first_then_routes(tmp_path: Path) -> None:
+    town_db, rig_db = tmp_path / "town" / ".beads", tmp_path / "rig" / ".beads"
+    town_db.mkdir(parents=True)
+    rig_db.mkdir(parents=True)
+    new = {"id": "gt-gastown-polecat-new", "issue_type": "task", "labels": ["gt:agent"],
+           "description": "Polecat new\n\nagent_state: working\nhook_bead: gt-stale"}
+    old = {"id": "gt-gastown-polecat-old", "issue_type": "agent", "hook_bead": "gt-9",
+           "description": "Polecat old\n\nagent_state: spawning"}
+    beads, log = fake_bd(tmp_path, {
+        "town:gt-gastown-polecat-new": new, "routed:gt-gastown-polecat-old": old,
+        "list": [{"id": "gt-w1", "status": "in_progress", "assignee": "gastown/polecats/new"}]})
+    got = beads.agent_l("gt-gastown-polecat-new", town_db)
+    assert got is not None and got.agent_state == "working"
+    assert [c["pinned"] for c in calls(log)] == [str(town_db)]  # found: no second call
+    got = beads.agent_l("gt-gastown-polecat-old", town_db)
+    assert got is not None and got.agent_state == "spawning"
+    assert [c["pinned"] for c in calls(log)][1:] == [str(town_db), ""]  # then routing
+    assert beads.agent_l("gt-gastown-polecat-none", town_db) is None
+    # the work: the column when bd has it, else the assignee's; a description line is no proof
+    assert beads.polecat_hook_l("gt-gastown-polecat-old", "gastown/polecats/old", town_db,
+                                rig_db) == "gt-9"
+    assert beads.polecat_hook_l("gt-gastown-polecat-new", "gastown/polecats/new", town_db,
+                                rig_db) == "gt-w1"
+    listing = calls(log)[-1]
+    assert listing["pinned"] == str(rig_db) and "--status=hooked,in_progress" in \
+        listing["argv"]  # type: ignore[operator]
+
+
+def test_agent_l_failing_read_is_unknown(tmp_path: Path) -> None:
+    beads, _ = fake_bd(tmp_path, {"fail": True})
+    with pytest.raises(ToolError):
+        beads.agent_l("gt-gastown-polecat-new", tmp_path / ".beads")
