@@ -410,3 +410,16 @@ def test_agent_l_failing_read_is_unknown(tmp_path: Path) -> None:
     beads, _ = fake_bd(tmp_path, {"fail": True})
     with pytest.raises(ToolError):
         beads.agent_l("gt-gastown-polecat-new", tmp_path / ".beads")
+
+
+def test_status_shows_gas_towns_deacon_crash_loop_with_its_command(tmp_path: Path) -> None:
+    from gastown_units.status import AgentRow, restart_records
+    from gastown_units.town.identity import DEACON
+    (tmp_path / "daemon").mkdir()
+    write_deacon(tmp_path / "daemon" / "restart_state.json",
+                 DeaconRestarts(100.0, 5, 130.0, 100.0))
+    records, problem = restart_records(Town(tmp_path), 200.0)
+    assert problem is None and records["deacon"] == (5, "crash loop")
+    row = AgentRow(DEACON, "missing", None, "", restarts=5, backoff="crash loop",
+                   expected=True)
+    assert row.problem is not None and CLEAR_COMMAND in row.problem
