@@ -108,3 +108,14 @@ def write_deacon(path: Path, entry: DeaconRestarts) -> None:
     agents[DEACON_KEY] = entry_to_json(entry)
     data["agents"] = agents
     write_json_atomic(path, data, mode=MODE)
+
+
+def clear_deacon(path: Path) -> bool:
+    """What ``gt daemon clear-backoff deacon`` does: count, backoff and crash loop zeroed,
+    ``last_restart`` kept. True if there was anything to clear."""
+    entry = read_deacon(path)
+    if entry.restart_count == 0 and entry.backoff_until is None and \
+            entry.crash_loop_since is None:
+        return False
+    write_deacon(path, DeaconRestarts(last_restart=entry.last_restart))
+    return True

@@ -423,3 +423,13 @@ def test_status_shows_gas_towns_deacon_crash_loop_with_its_command(tmp_path: Pat
     row = AgentRow(DEACON, "missing", None, "", restarts=5, backoff="crash loop",
                    expected=True)
     assert row.problem is not None and CLEAR_COMMAND in row.problem
+
+
+def test_clear_deacon_is_gt_daemon_clear_backoff(tmp_path: Path) -> None:
+    from gastown_units.town.restart_state import clear_deacon
+    path = tmp_path / "restart_state.json"
+    write_deacon(path, DeaconRestarts(100.0, 5, 130.0, 100.0))
+    assert clear_deacon(path)
+    assert read_deacon(path) == DeaconRestarts(100.0, 0, None, None)
+    assert not clear_deacon(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
