@@ -287,6 +287,10 @@ def clear_backoff_cmd(agent: str, town_root: Path | None) -> None:
 
     try:
         cleared = clear_backoff(town, who.session, Policy())
+        if who.role is Role.DEACON:  # Gas Town's own entry (gastown-2026.md §6.10)
+            from gastown_units.town.restart_state import clear_deacon
+
+            cleared = clear_deacon(town.daemon_dir / "restart_state.json") or cleared
     except (ValueError, OSError) as exc:
         raise GastownError(f"cannot update the restart state: {exc}") from None
     from gastown_units.town.shutdown_marks import clear_mark

@@ -248,6 +248,10 @@ class Settings:
     gupp_timeout: float = 1800.0
     spawn_grace: float = 300.0
     event_file: Path | None = Path("/run/gastown-tmux/events")
+    # The knob fields set by an operator (a file, the environment or a flag), not defaults:
+    # a dialect's defaults (DIALECT_DEFAULTS) never override them.
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False,
+                                                 repr=False)
 
     @classmethod
     def load(
@@ -279,8 +283,29 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def for_dialect(self, dialect: str) -> Settings:
+        """These settings for a town of ``dialect`` (``j`` or ``l``): each knob the operator
+        did not set takes the dialect's default from :data:`DIALECT_DEFAULTS`."""
+        changes = {name: value for name, value in DIALECT_DEFAULTS.get(dialect, {}).items()
+                   if name not in self.explicit and getattr(self, name) != value}
+        return self.replace(**changes) if changes else self
 
-assert {f.name for f in dataclasses.fields(Settings)} == set(KNOB_BY_FIELD), "knob table drift"
+
+# The defaults above are Gas Town's of January 2026 ([J]). A mid-2026 town ([L]) has other
+# compile-time constants (gastown-2026.md §1.5a, §6.3, §6.12); a knob set by the operator
+# (gastown.conf, the environment, a flag) always wins over both.
+DIALECT_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "j": {},
+    "l": {
+        "heartbeat_nudge": 300.0,  # stale at 5 min: nudge, only while work is in progress
+        "heartbeat_kill": 1200.0,  # very stale at 20 min: kill and restart (age >= 20 min)
+        "deacon_grace": 300.0,  # a heartbeat older than our start is waited out 5 min
+    },
+}
+
+assert {f.name for f in dataclasses.fields(Settings)} - {"explicit"} == set(KNOB_BY_FIELD), \
+    "knob table drift"
+assert all(set(d) <= set(KNOB_BY_FIELD) for d in DIALECT_DEFAULTS.values()), "dialect drift"
 
 
 def load_with_sources(
@@ -316,7 +341,7 @@ def load_with_sources(
         if value is not None:
             values[name] = value
             origin[name] = "flag"
-    settings = Settings(**values)
+    settings = Settings(**values, explicit=frozenset(origin))
     settings.check()
     return settings, {k.field: origin.get(k.field, "default") for k in KNOBS}
 

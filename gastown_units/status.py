@@ -60,6 +60,9 @@ class AgentRow:
         if self.state == "zombie":
             return f"{self.identity.address} is a zombie (pane runs {self.command or '?'})"
         if self.held is None and self.state != "running" and self.backoff == "crash loop":
+            if self.identity.role is Role.DEACON:  # only Gas Town's own entry says so
+                return (f"{self.identity.address} is in a crash loop (restarts stopped until "
+                        "`gt daemon clear-backoff deacon`)")
             return f"{self.identity.address} is in a crash loop (restarts stopped)"
         if self.expected and self.held is None and self.state != "running":
             return f"{self.identity.address} is {self.state}"
@@ -262,6 +265,8 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
         expected = who.role is Role.DEACON or (
             who.role in (Role.WITNESS, Role.REFINERY) and operational.get(who.rig or "") is True)
         count, backoff = restarts.get(who.session, (0, ""))
+        if who.role is Role.DEACON and who.session not in restarts:
+            count, backoff = restarts.get("deacon", (0, ""))  # Gas Town's own key (§6.10)
         extra: dict[str, Any] = {"restarts": count, "backoff": backoff,
                                  "held": holds.get(who.session), "expected": expected}
         pane = (panes or {}).get(who.session)

@@ -31,6 +31,7 @@ class AgentBead:
     updated_at: str
     status: str
     labels: tuple[str, ...]
+    hook_column: str | None = None  # the JSON key ``hook_bead``; None: bd emits no such key
 
 
 def parse_description_fields(description: str) -> dict[str, str]:
@@ -55,6 +56,7 @@ def agent_from_json(obj: dict[str, Any]) -> AgentBead:
     hook = obj.get("hook_bead") or desc.get("hook_bead", "")
     state = obj.get("agent_state") or desc.get("agent_state", "")
     labels = raw if isinstance(raw := obj.get("labels"), list) else []
+    column = obj.get("hook_bead") if "hook_bead" in obj else None
     return AgentBead(
         id=str(obj.get("id", "")),
         hook_bead=str(hook or ""),
@@ -62,7 +64,40 @@ def agent_from_json(obj: dict[str, Any]) -> AgentBead:
         updated_at=str(obj.get("updated_at") or ""),
         status=str(obj.get("status") or ""),
         labels=tuple(str(x) for x in labels if isinstance(x, str)),
+        hook_column=None if "hook_bead" not in obj else str(column or ""),
     )
+
+
+def is_agent(obj: dict[str, Any]) -> bool:
+    """[L] §4.1: an agent bead is ``issue_type == "agent"`` **or** labelled ``gt:agent``."""
+    labels = obj.get("labels")
+    return obj.get("issue_type") == "agent" or \
+        (isinstance(labels, list) and "gt:agent" in labels)
+
+
+WORK_STATUSES = ("hooked", "in_progress")
+
+
+def assigned_work(issues: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Assignee → (issue ID, status) of its work: ``hooked`` before ``in_progress``, then
+    the smallest ID ([L] §4.2: the assignee and status are authoritative, not a hook slot).
+
+    >>> assigned_work([{"id": "st-2", "status": "in_progress", "assignee": "st/polecats/a"},
+    ...                {"id": "st-9", "status": "hooked", "assignee": "st/polecats/a"},
+    ...                {"id": "st-3", "status": "closed", "assignee": "st/polecats/b"}])
+    {'st/polecats/a': ('st-9', 'hooked')}
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for issue in issues:
+        who, status, bead = issue.get("assignee"), issue.get("status"), issue.get("id")
+        if not isinstance(who, str) or not who or status not in WORK_STATUSES or \
+                not isinstance(bead, str) or not bead:
+            continue
+        rank = (WORK_STATUSES.index(str(status)), bead)
+        old = found.get(who)
+        if old is None or rank < (WORK_STATUSES.index(old[1]), old[0]):
+            found[who] = (bead, str(status))
+    return found
 
 
 NOT_FOUND = ("no issue found matching", "no issues found matching", "not found")
@@ -186,6 +221,46 @@ class Beads:
             for obj in self._json("list", form, "--json", "--limit", "0") or []:
                 found.setdefault(str(obj.get("id")), obj)
         return [agent_from_json(o) for o in found.values()]
+
+    def list_agents_l(self) -> list[AgentBead]:
+        """[L] §4.3: every agent bead of this database in one call (bd 1.0.x hides the infra
+        types without ``--include-infra``; [L] agents are tasks labelled ``gt:agent``)."""
+        found = self._json("list", "--label=gt:agent", "--include-infra", "--json", "--flat",
+                           "--limit", "0") or []
+        return [agent_from_json(o) for o in found if is_agent(o)]
+
+    def agent_l(self, bead_id: str, town_db: Path) -> AgentBead | None:
+        """[L] §4.1/§4.2: the town DB (pinned) first, then prefix routing (a town upgraded
+        from [J] keeps older agent beads in rig DBs). None only if both say "not found";
+        a failing read of either is a ToolError (unknown)."""
+        found = self.at(town_db).show(bead_id)
+        if found is None:
+            found = self.show(bead_id)
+        return agent_from_json(found) if found else None
+
+    def polecat_hook_l(self, bead_id: str, assignee: str, town_db: Path, rig_db: Path) -> str:
+        """[L] a polecat's work now: its agent bead's ``hook_bead`` column when bd still has
+        one, else the issue assigned to it (``hooked``/``in_progress``) in its rig's DB;
+        ``""`` for none (also when it has no agent bead). ToolError when unknown."""
+        bead = self.agent_l(bead_id, town_db)
+        if bead is None:
+            return ""
+        if bead.hook_column:
+            return bead.hook_column
+        found = assigned_work(self.at(rig_db).work_in_progress()).get(assignee)
+        return found[0] if found else ""
+
+    def work_in_progress(self) -> list[dict[str, Any]]:
+        """[L] §4.2 ``hasAssignedOpenWork`` for a whole database in one call: the issues
+        ``hooked`` or ``in_progress`` (bd ≥ 1.0 takes a comma list; ``--assignee`` takes one
+        name only, so the assignees are told apart by :func:`assigned_work`)."""
+        return self._json("list", "--status=hooked,in_progress", "--json", "--flat",
+                          "--limit", "0") or []
+
+    def any_in_progress(self) -> bool:
+        """Does this database hold some ``in_progress`` issue ([L] §6.3 nudge gate)?"""
+        return bool(self._json("list", "--status=in_progress", "--json", "--flat",
+                               "--limit", "1"))
 
     def ready(self) -> list[dict[str, Any]]:
         """Every ready issue of this database, untruncated (the default limit is 10, §5.1)."""

@@ -111,6 +111,8 @@ class TownService:
                               "once you know")
         self.naming = found.naming
         self.tmux.socket = found.socket
+        self.settings = self.settings.for_dialect("l" if self.naming.is_l else "j")
+        self.settings.check()  # an operator's knob may not fit the dialect's defaults
         log.info("%s", found.line())
 
     def rename_rigs(self, rigs: Mapping[str, Rig]) -> None:

@@ -4,6 +4,12 @@ One pass, in Gas Town's order: skip while ``gt down`` holds ``daemon/shutdown.lo
 when ``patrols.deacon.enabled`` is false; ensure ``hq-deacon`` (a zombie is killed and
 recreated); ensure Boot (``gt-boot``), or triage mechanically in degraded mode; check the
 heartbeat: nudge at >= 15 min, kill and restart at > 30 min, never within 5 min of a start.
+
+An [L] town (gastown-2026.md §6.3, §6.10, §6.12): the thresholds are [L]'s (settings
+``for_dialect``): kill at >= 20 min, nudge from 5 min only while some store has an
+``in_progress`` bead, a heartbeat older than the session's start is waited out for the
+grace; and ``daemon/restart_state.json`` key ``deacon`` is honoured before every restart
+(backoff, crash loop until ``gt daemon clear-backoff deacon``) and updated after one.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
+from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
@@ -28,6 +36,9 @@ from gastown_units.services.split_town import Elsewhere
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import Role
+from gastown_units.town.jsonfile import DamagedFile
+from gastown_units.town.restart_state import CLEAR_COMMAND, read_deacon, write_deacon
+from gastown_units.town.rigs import agent_databases, load_rigs, rig_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ class DeaconKeeper(TownService):
         self.conditions = Conditions(log)  # told when they start and when they end
         self._last_boot_spawn: float | None = None
         self._held_logged: str | None = None
+        self._blocked_logged: str | None = None
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -88,8 +100,52 @@ class DeaconKeeper(TownService):
             self._write_triage(report)
         return self._status(snap, report)
 
+    # --- [L] restart_state.json --------------------------------------------------------
+    @property
+    def restart_state(self) -> Path:
+        return self.town.daemon_dir / "restart_state.json"
+
+    def _restart_blocked(self, report: PassReport) -> str | None:
+        """[L] §6.10: why the Deacon may not be (re)started now, or None; in [J] always
+        None. Unreadable state blocks too (a crash loop may be written there)."""
+        if not self.naming.is_l:
+            return None
+        try:
+            why = read_deacon(self.restart_state).blocked(time.time())
+        except (DamagedFile, OSError, ValueError) as exc:
+            why = f"{self.restart_state} unreadable, not restarted: {exc}"
+        if why is None:
+            self._blocked_logged = None
+            return None
+        said = why.split(" (")[0] if "crash loop" in why else "backoff"
+        if self._blocked_logged != said:
+            log.warning("the Deacon is %s (%s)", why, self.restart_state,
+                        extra=agent_fields(self.deacon))
+            self._blocked_logged = said
+        report.notes.append(f"deacon {why}")
+        return why
+
+    def _record_restart(self) -> None:
+        """[L]: book a (re)start of the Deacon in restart_state.json as Gas Town does."""
+        if not self.naming.is_l:
+            return
+        try:
+            entry = read_deacon(self.restart_state).after_restart(time.time())
+            write_deacon(self.restart_state, entry)
+        except (DamagedFile, OSError, ValueError) as exc:
+            log.error("cannot record the Deacon's restart in %s: %s", self.restart_state, exc)
+            return
+        if entry.crash_loop_since is not None:
+            log.error("the Deacon restarted %d times: crash loop, no more restarts until "
+                      "`%s`", entry.restart_count, CLEAR_COMMAND,
+                      extra=agent_fields(self.deacon))
+
     def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                        ctx: Context) -> Snapshot:
+        if self.naming.is_l and \
+                liveness(snap.first_pane(self.deacon.session), agent) is not Liveness.RUNNING \
+                and self._restart_blocked(report) is not None:
+            return snap  # not started: backoff or crash loop (§6.3 ensureDeaconRunning)
         try:
             kept = self.actor.keep(self.deacon, agent, snap, ctx)
         except (StartFailed, ToolError) as exc:
@@ -121,6 +177,7 @@ class DeaconKeeper(TownService):
         if kept.outcome is Kept.RUNNING:
             return snap
         report.did("start", "deacon")
+        self._record_restart()
         return self.tmux.snapshot()
 
     def _ensure_boot(self, snap: Snapshot, report: PassReport, ctx: Context) -> None:
@@ -151,6 +208,9 @@ class DeaconKeeper(TownService):
         pane = snap.first_pane(self.deacon.session)
         if pane is None or liveness(pane, agent) is not Liveness.RUNNING:
             return
+        if self.naming.is_l:
+            self._check_heartbeat_l(pane, agent, report, ctx)
+            return
         if time.time() - pane.created < s.deacon_grace:
             return  # just started: give it time to write its first heartbeat
         age = read_heartbeat(town).age(now_utc())
@@ -169,10 +229,67 @@ class DeaconKeeper(TownService):
                         extra=agent_fields(self.deacon))
             report.did("nudge", "deacon-stale")
 
+    def _check_heartbeat_l(self, pane: Pane, agent: AgentProgram, report: PassReport,
+                           ctx: Context) -> None:
+        """[L] ``checkDeaconHeartbeat`` (§6.3): crash loop ⇒ nothing; a heartbeat older than
+        the session's start (or none) within the grace ⇒ wait; no heartbeat ⇒ nothing;
+        >= kill ⇒ restart; >= nudge ⇒ HEALTH_CHECK only while work is in progress."""
+        s = self.settings
+        try:
+            if read_deacon(self.restart_state).crash_loop_since is not None:
+                return  # neither restarted nor heartbeat-killed (§6.10)
+        except (DamagedFile, OSError, ValueError):
+            return  # unknown: not judged (said by _restart_blocked when it matters)
+        beat = read_heartbeat(self.town)
+        now = time.time()
+        written = beat.timestamp.timestamp() if beat.timestamp else None
+        if (written is None or written < pane.created) and now - pane.created < s.deacon_grace:
+            return  # not yet written since our start of it: wait out the grace
+        age = beat.age(now_utc())
+        if age is None or age < s.heartbeat_nudge:
+            return
+        if self.actor.operator_hold(self.deacon, "nudging or restarting") is not None:
+            report.notes.append("deacon held by an operator: heartbeat not acted on")
+            return
+        minutes = f"{age / 60:.0f} min"
+        if age >= s.heartbeat_kill:
+            self._restart_stuck(pane, agent, minutes, report, ctx)
+            return
+        busy = self._work_in_progress()
+        if busy is None:
+            report.notes.append("deacon heartbeat stale; bd failed, so not nudged")
+            return
+        if not busy:
+            return  # nothing in flight: a quiet Deacon is fine (§6.3)
+        if self.keeper.nudge(self.deacon.session, HEALTH_CHECK, ctx,
+                             min_interval=s.nudge_interval, who=self.deacon):
+            log.warning("Deacon heartbeat is %s old with work in progress: nudged it "
+                        "(HEALTH_CHECK)", minutes, extra=agent_fields(self.deacon))
+            report.did("nudge", "deacon-stale")
+
+    def _work_in_progress(self) -> bool | None:
+        """Does some store (the town's, each rig's) hold an ``in_progress`` bead? None when
+        ``bd`` cannot tell. One ``bd list --limit 1`` per store, stopping at the first."""
+        s = self.settings
+        beads = Beads(binary=s.bd_bin, cwd=self.town.root, timeout=s.bd_timeout)
+        try:
+            rigs = load_rigs(self.town)
+            prefixes = rig_prefixes(self.town, rigs)
+            stores = [self.town.root / ".beads", *agent_databases(self.town, prefixes)]
+            for store in dict.fromkeys(stores):
+                if store.is_dir() and beads.at(store).any_in_progress():
+                    return True
+        except (ToolError, ValueError) as exc:
+            log.warning("cannot tell whether work is in progress: %s", exc)
+            return None
+        return False
+
     def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
                        report: PassReport, ctx: Context) -> None:
         """Kill and restart a Deacon whose heartbeat is too old, under its lock."""
         where = agent_fields(self.deacon)
+        if self._restart_blocked(report) is not None:
+            return  # [L]: backoff or crash loop: not killed either
         with self.actor.hold(self.deacon, "restart (stale heartbeat)") as mine:
             if not mine:
                 report.notes.append("deacon: another service is acting on it")
@@ -180,8 +297,9 @@ class DeaconKeeper(TownService):
             now = self.actor.pane_now(self.deacon)
             if now is None or now.pid != pane.pid:
                 return  # restarted or stopped by someone else meanwhile: nothing stale
-            log.warning("Deacon heartbeat is %s old (> %g min): killing and restarting it",
-                        minutes, self.settings.heartbeat_kill / 60, extra=where)
+            log.warning("Deacon heartbeat is %s old (%s %g min): killing and restarting it",
+                        minutes, ">=" if self.naming.is_l else ">",
+                        self.settings.heartbeat_kill / 60, extra=where)
             report.did("restart", "deacon-stuck")
             try:
                 new = self.actor.restart(self.deacon, agent, now, ctx, Reason.KEEP)
@@ -193,6 +311,7 @@ class DeaconKeeper(TownService):
                 report.notes.append(f"deacon restart failed: {exc}")
                 ctx.failed(str(exc))
                 return
+            self._record_restart()
             log_event("agent-restarted", "restarted the Deacon (stale heartbeat; pane PID %d)",
                       new.pid, who=self.deacon, logger=log)
 

@@ -72,7 +72,7 @@ from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.jsonfile import read_json, write_json_atomic
 from gastown_units.town.layout import Town
-from gastown_units.town.rigs import Rig, load_rigs, rig_prefixes
+from gastown_units.town.rigs import Rig, load_rigs, rig_database, rig_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +375,11 @@ class LifecycleMail(TownService):
         if who.role is not Role.POLECAT or bead_id is None:
             return None
         try:
+            if self.naming.is_l:  # [L] §4.1, §4.2: town DB, then routing; work by assignee
+                rig = str(who.rig)
+                return self.beads.polecat_hook_l(
+                    bead_id, f"{rig}/polecats/{who.name}", self.town.root / ".beads",
+                    rig_database(self.town, rig, self._prefixes.get(rig, "gt")))
             bead = self.beads.agent(bead_id)
         except GastownError:
             return None

@@ -23,7 +23,7 @@ from typing import Any
 from gastown_units.config import Settings
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.argv import is_bead_id, usable_prefixes
-from gastown_units.ports.beads import AgentBead, Beads
+from gastown_units.ports.beads import AgentBead, Beads, assigned_work
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.tmux import ServerDown, Snapshot
 from gastown_units.runtime.conditions import Conditions
@@ -52,7 +52,8 @@ from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
-from gastown_units.town.rigs import agent_databases, rig_prefixes
+from gastown_units.town.rigs import agent_databases, rig_database, rig_prefixes
+from gastown_units.town.session_heartbeat import read_session_heartbeat
 from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
@@ -73,12 +74,17 @@ class Sweep:
     failed: int = 0
     held: int = 0
     on_hold: int = 0  # held by an operator (gastown-units hold)
+    reported: int | None = None  # [L]: crashes reported (never restarted); None in [J]
     notes: list[str] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # split town: one line each
 
     def line(self) -> str:
         text = (f"swept {self.polecats} polecat(s) in {self.rigs} rig(s): {self.restarted} "
                 f"restarted, {self.failed} failed, {self.held} held back")
+        if self.reported is not None:
+            text = (f"swept {self.polecats} polecat(s) in {self.rigs} rig(s): "
+                    f"{self.reported} crash(es) reported to the witness (never restarted "
+                    f"here: an [L] town)")
         if self.on_hold:
             text += f", {self.on_hold} held by an operator"
         split = [self.elsewhere[0]] if self.elsewhere else []
@@ -178,7 +184,7 @@ class PolecatHealth(TownService):
             return f"bd failed, nothing restarted: {exc}"
         self.tracker.load()
         state = SweepState.from_json(load_state(self.state_file))
-        report = Sweep()
+        report = Sweep(reported=0 if self.naming.is_l else None)
         for rig, why in sorted(self.unusable.items()):  # said every sweep until repaired
             report.notes.append(f"rig {rig} not swept: {why}")
             ctx.failed(why)
@@ -187,7 +193,8 @@ class PolecatHealth(TownService):
             if facts is None:
                 return report.line()
             self.conditions.clear("bd", "bd works again: polecats are judged again")
-            plan = plan_sweep(facts, state, self.tracker, self.limits, time.time())
+            plan = plan_sweep(facts, state, self.tracker, self.limits, time.time(),
+                              report_only=self.naming.is_l)
             self._perform(plan, report, ctx)
         finally:
             self.actor.locks.release_all()
@@ -197,9 +204,50 @@ class PolecatHealth(TownService):
         """Every agent bead of every rig: one listing per database that holds them (the
         rigs' own, where their prefixes route; beads.md §7.6), never truncated."""
         agents: dict[str, AgentBead] = {}
+        if self.naming.is_l:
+            return self._agent_beads_l()
         for database in agent_databases(self.town, self.prefixes):
             agents.update((a.id, a) for a in self.beads.at(database).list_agents())
         return agents
+
+    def _agent_beads_l(self) -> dict[str, AgentBead]:
+        """[L] §4.1, §4.3: the town DB first (where [L] keeps every agent bead), then the
+        rigs' DBs for beads left there by a town upgraded from [J]; one call per database.
+        The ``hook_bead`` of a description line is not proof of work (§4.2): only the JSON
+        column counts here; work is otherwise derived from assignees (:meth:`_derive_work`).
+        """
+        agents: dict[str, AgentBead] = {}
+        town_db = self.town.root / ".beads"
+        databases = [town_db, *[d for d in agent_databases(self.town, self.prefixes)
+                                if d != town_db]]
+        for database in databases:
+            for bead in self.beads.at(database).list_agents_l():
+                agents.setdefault(bead.id, replace(bead, hook_bead=bead.hook_column or ""))
+        return agents
+
+    def _derive_work(self, dead: list[tuple[Identity, AgentBead]]
+                     ) -> tuple[list[tuple[Identity, AgentBead]], dict[str, dict[str, Any]]]:
+        """[L] §4.2: the work of dead-looking polecats whose bead has no ``hook_bead``
+        column, from ``assignee=<rig>/polecats/<n>`` and status hooked/in_progress: one
+        ``bd list`` per rig database that has such a polecat (``--assignee`` takes one name
+        only). Returns the polecats with their work filled in, and the work's status."""
+        wanted = {str(who.rig) for who, bead in dead if not bead.hook_bead}
+        work: dict[str, tuple[str, str]] = {}
+        for database in {rig_database(self.town, rig, self.prefixes[rig]): None
+                         for rig in sorted(wanted)}:
+            work.update(assigned_work(self.beads.at(database).work_in_progress()))
+        statuses: dict[str, dict[str, Any]] = {}
+        filled: list[tuple[Identity, AgentBead]] = []
+        for who, bead in dead:
+            if not bead.hook_bead:
+                found = work.get(f"{who.rig}/polecats/{who.name}")
+                if found is None:
+                    filled.append((who, bead))
+                    continue
+                bead = replace(bead, hook_bead=found[0])
+                statuses[found[0]] = {"id": found[0], "status": found[1]}
+            filled.append((who, bead))
+        return filled, statuses
 
     # --- gathering facts ------------------------------------------------------------------
     def _gather(self, snap: Snapshot, agents: dict[str, AgentBead],
@@ -232,8 +280,20 @@ class PolecatHealth(TownService):
                 report.polecats += 1
                 seen.append((who, agents.get(str(who.bead_id(prefix))), agent))
         dead = [(who, bead) for who, bead, agent in seen
-                if bead is not None and bead.hook_bead
+                if bead is not None and (bead.hook_bead or self.naming.is_l)
                 and liveness(snap.first_pane(who.session), agent) is not Liveness.RUNNING]
+        derived: dict[str, dict[str, Any]] = {}
+        if self.naming.is_l and dead:
+            try:
+                dead, derived = self._derive_work(dead)
+            except ToolError as exc:
+                self.conditions.set("bd", f"bd failed reading the polecats' work, no crash "
+                                    f"is judged until it works: {exc}")
+                ctx.failed(str(exc))
+                return None
+            beads_now = {who.session: bead for who, bead in dead}
+            seen = [(who, beads_now.get(who.session, bead), agent) for who, bead, agent in seen]
+            dead = [(who, bead) for who, bead in dead if bead.hook_bead]
         busy = {who.session for who, _ in dead if not self._take_lock(who)}
         fresh = snap
         if len(busy) < len(dead):
@@ -243,9 +303,11 @@ class PolecatHealth(TownService):
         if dead:
             # A hook that is no bead ID names no bead: it reads as missing (a STALE_HOOK
             # report, no restart) instead of failing every other polecat's lookup.
-            asked = [bead.hook_bead for _, bead in dead if is_bead_id(bead.hook_bead)]
+            asked = [bead.hook_bead for _, bead in dead
+                     if is_bead_id(bead.hook_bead) and bead.hook_bead not in derived]
             try:
-                hooked = self.beads.show_many(asked)
+                hooked = dict(derived)
+                hooked.update(self.beads.show_many(asked))
             except ToolError as exc:
                 self.conditions.set("bd", f"bd failed reading hooked beads, nothing "
                                     f"restarted until it works: {exc}")
@@ -258,6 +320,9 @@ class PolecatHealth(TownService):
         facts = [self._facts(who, bead, agent, fresh if who.session in candidates else snap,
                              hooked, who.session in busy, holds.get(who.session))
                  for who, bead, agent in seen]
+        if self.naming.is_l:  # §1.5b: a session that ended itself says so (gt done: exiting)
+            facts = [replace(f, heartbeat_state=read_session_heartbeat(self.town, f.session)
+                             .state) if f.session in candidates else f for f in facts]
         return [replace(f, elsewhere=elsewhere[f.session])
                 if f.session in elsewhere and f.liveness is not Liveness.RUNNING else f
                 for f in facts]
@@ -333,6 +398,10 @@ class PolecatHealth(TownService):
         elif step.act is Act.RESTART:
             ctx.progress()
             self._restart_one(step, report, ctx)
+        elif step.act is Act.REPORT and report.reported is not None:
+            report.reported += 1
+        if step.session_death:
+            self._session_death(f)
 
     def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
         f, where = step.facts, _fields(step.facts)
@@ -387,6 +456,16 @@ class PolecatHealth(TownService):
             append_event(self.town, "mass_death", {
                 "count": len(sessions), "window": go_duration(window),
                 "sessions": list(sessions)})
+        except OSError as exc:
+            log.error("cannot append to %s: %s", self.town.events, exc)
+
+    def _session_death(self, f: PolecatFacts) -> None:
+        """[L] §6.5 ``session_death`` event, once per death."""
+        try:
+            append_event(self.town, "session_death", {
+                "session": f.session, "agent": f"{f.rig}/polecats/{f.name}",
+                "reason": "crash detected by daemon health check", "caller": "daemon"},
+                actor=f.session)
         except OSError as exc:
             log.error("cannot append to %s: %s", self.town.events, exc)
 

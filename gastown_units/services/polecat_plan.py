@@ -46,6 +46,7 @@ class PolecatFacts:
     elsewhere: str = ""  # it runs on another tmux server (a split town): why, in one line
     held: str = ""  # an operator holds it (gastown-units hold): the hold, in one line
     held_incident: str = ""  # identifies that hold (logged once per hold)
+    heartbeat_state: str = ""  # [L] .runtime/heartbeats/<session>.json state; "" unknown
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Act(StrEnum):
     HOLD = "hold"  # would restart, but backoff or a crash loop holds it back
     ELSEWHERE = "elsewhere"  # runs on another tmux server (split town): not dead, not ours
     ON_HOLD = "on hold"  # an operator holds it: not judged, not restarted, not killed
+    REPORT = "report"  # [L]: a crash to report (event, mail); never restarted by us
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class PolecatPlan:
     mails: tuple[Mailing, ...] = ()
     logs: tuple[tuple[int, str], ...] = ()
     events: tuple[tuple[str, str], ...] = ()  # (event name, text): logged with a MESSAGE_ID
+    session_death: bool = False  # [L]: append a session_death event (once per death)
 
 
 @dataclass(frozen=True)
@@ -133,17 +136,19 @@ class SweepPlan:
 
 
 def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: RestartTracker,
-               limits: Limits, now: float) -> SweepPlan:
+               limits: Limits, now: float, *, report_only: bool = False) -> SweepPlan:
     """Decide every polecat of one sweep; ``state`` and ``tracker`` are not changed.
 
     The returned plan carries the new state and tracker to save once it is performed.
+    ``report_only`` ([L] towns, gastown-2026.md §6.5): crashes are reported, never
+    restarted; the witness and Gas Town's stuck-agent-dog restart polecats there.
     """
     new_state = copy.deepcopy(state)
     new_tracker = copy.deepcopy(tracker)
     plans: list[PolecatPlan] = []
     mass: tuple[str, ...] = ()
     for polecat in facts:
-        plan, died = _plan_one(polecat, new_state, new_tracker, limits, now)
+        plan, died = _plan_one(polecat, new_state, new_tracker, limits, now, report_only)
         if died:
             mass = _count_death(polecat, new_state, limits, now) or mass
         plans.append(plan)
@@ -151,7 +156,7 @@ def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: Restar
 
 
 def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
-              now: float) -> tuple[PolecatPlan, bool]:
+              now: float, report_only: bool = False) -> tuple[PolecatPlan, bool]:
     """One polecat's plan, and whether a new death is to be counted.
 
     A polecat an operator holds is not judged at all: no death, no mail, no restart, no
@@ -166,7 +171,7 @@ def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limit
         return PolecatPlan(f, Act.ON_HOLD,
                            logs=() if said else ((logging.WARNING, text),)), False
     released = state.incidents.pop(held, None) is not None
-    plan, died = _plan_unheld(f, state, tracker, limits, now)
+    plan, died = _plan_unheld(f, state, tracker, limits, now, report_only)
     if released:
         over = (logging.INFO, f"{f.session} is no longer held by an operator")
         plan = replace(plan, logs=(over, *plan.logs))
@@ -174,14 +179,15 @@ def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limit
 
 
 def _plan_unheld(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
-                 now: float) -> tuple[PolecatPlan, bool]:
+                 now: float, report_only: bool = False) -> tuple[PolecatPlan, bool]:
     split = f"split:{f.session}"
     if f.elsewhere:
         said = state.incidents.get(split) == f.elsewhere
         state.incidents[split] = f.elsewhere
         return PolecatPlan(f, Act.ELSEWHERE,
                            logs=() if said else ((logging.WARNING, f.elsewhere),)), False
-    plan, died = _plan_judged(f, state, tracker, limits, now)
+    judge = _plan_reported if report_only else _plan_judged
+    plan, died = judge(f, state, tracker, limits, now)
     if state.incidents.pop(split, None) is not None:
         over = (logging.INFO, f"split town over for {f.session}: not on another tmux server")
         plan = replace(plan, logs=(over, *plan.logs))
@@ -252,6 +258,67 @@ def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
     tracker.record(f.session, now)
     return replace(plan, act=Act.RESTART, kill_first=f.liveness is Liveness.ZOMBIE,
                    mails=tuple(mails), logs=tuple(logs), events=tuple(events)), new_death
+
+
+QUIET_HEARTBEATS = frozenset({"exiting", "idle"})  # [L] §1.5b: it ends itself or rests
+
+
+def crashed_mail(f: PolecatFacts) -> Mailing:
+    """[L] §5.5 ``CRASHED_POLECAT … detected`` (once per death: keyed by session and work)."""
+    return Mailing(f"crashed:{f.session}", f.hook_bead,
+                   f"CRASHED_POLECAT: {f.address} detected",
+                   f"Polecat {f.name} crash detected (session dead, work on hook).\n\n"
+                   f"hook_bead: {f.hook_bead}\n\n"
+                   "Restart deferred to stuck-agent-dog plugin for context-aware recovery.")
+
+
+def _plan_reported(f: PolecatFacts, state: SweepState, tracker: RestartTracker,
+                   limits: Limits, now: float) -> tuple[PolecatPlan, bool]:
+    """[L] ``checkRigPolecatHealth`` (§6.5): report a crash once per death, never restart.
+
+    Not a crash: no work; done or nuked; a heartbeat saying ``exiting`` or ``idle`` (a
+    clean ``gt done`` kills its own session, §5.6); work closed or gone; spawning < 5 min;
+    shut down on request; another service acting on it right now.
+    """
+    plan = PolecatPlan(f)
+    if f.liveness is Liveness.RUNNING:
+        state.incidents.pop(f"crashed:{f.session}", None)
+        return _alive(f, plan, state, tracker, limits, now), False
+    quiet = ""
+    if not f.hook_bead:
+        quiet = "no work"
+    elif f.busy:
+        return replace(plan, logs=((logging.DEBUG, f"{f.session} is being acted on by "
+                                    "another service: left alone this sweep"),)), False
+    elif f.agent_state in FINISHED_STATES:
+        quiet = f"agent_state {f.agent_state}"
+    elif f.heartbeat_state in QUIET_HEARTBEATS:
+        quiet = f"heartbeat {f.heartbeat_state}"
+    elif f.hooked_status is None or f.hooked_status in GONE_STATUSES or \
+            f.hooked_status == "closed":
+        quiet = f"work {f.hook_bead} {f.hooked_status or 'missing'}"
+    elif f.agent_state == "spawning" and (f.updated_at is None or
+                                          now - f.updated_at < limits.spawn_grace):
+        quiet = "still spawning"
+    elif f.mark is not None and f.mark.holds(session_created=f.session_created,
+                                             hook_bead=f.hook_bead, bead_updated=f.updated_at):
+        quiet = f"{f.mark.describe()}"
+    if quiet:
+        return replace(plan, logs=((logging.DEBUG, f"{f.session} is not running: not a "
+                                    f"crash ({quiet})"),)), False
+    new_death = state.dead.get(f.session) != f.hook_bead
+    if new_death:
+        state.dead[f.session] = f.hook_bead
+    mail = crashed_mail(f)
+    mails = () if state.incidents.get(mail.key) == mail.value else (mail,)
+    logs: tuple[tuple[int, str], ...] = ()
+    if new_death:
+        logs = ((logging.WARNING, f"CRASH DETECTED: polecat {f.address} has work {f.hook_bead} "
+                 f"but session {f.session} is "
+                 f"{'a zombie' if f.liveness is Liveness.ZOMBIE else 'dead'}; not restarted "
+                 "here (an [L] town: the witness and stuck-agent-dog restart polecats)"),)
+    return replace(plan, act=Act.REPORT, mails=mails, logs=logs,
+                   session_death=new_death), new_death
 
 
 def _alive(f: PolecatFacts, plan: PolecatPlan, state: SweepState, tracker: RestartTracker,

@@ -10,6 +10,8 @@ plus our ``window_start``), keyed by tmux session name.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from gastown_units.town.jsonfile import (
 )
 
 MAX_COUNT = 1000
+DEACON_KEY = "deacon"  # Gas Town's own entry ([L] §6.10), not a session name
 
 
 @dataclass
@@ -67,12 +70,14 @@ class RestartTracker:
         self.path = path
         self.policy = policy
         self.agents: dict[str, Restarts] = {}
+        self._loaded: set[str] = set()  # keys read by load(): ours to change or drop
 
     def load(self) -> None:
         """Read the file; a malformed one is set aside (one warning) and a fresh state used."""
         data = read_state_object(self.path)
         agents = data.get("agents", {})
         self.agents = {}
+        self._loaded = set(agents) if isinstance(agents, dict) else set()
         if not isinstance(agents, dict):
             set_aside(self.path, "'agents' is not an object")
             return
@@ -88,13 +93,33 @@ class RestartTracker:
                 _epoch(entry.get("window_start")))
 
     def save(self) -> None:
-        data: dict[str, Any] = {"agents": {
-            key: {"last_restart": _ts(r.last_restart), "restart_count": r.restart_count,
-                  "backoff_until": _ts(r.backoff_until),
-                  "crash_loop_since": _ts(r.crash_loop_since),
-                  "window_start": _ts(r.window_start)}
-            for key, r in sorted(self.agents.items())}}
-        write_json_atomic(self.path, data, mode=0o644)
+        """Write our entries, keeping every other key of the file. The ``deacon`` entry is
+        Gas Town's ([L] §6.10: its four keys only) and the file stays 0600 once it is
+        (Gas Town writes it 0600)."""
+        try:
+            current = read_state_object(self.path)
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except (OSError, ValueError):
+            current, mode = {}, 0o644
+        theirs = current.get("agents")
+        theirs = theirs if isinstance(theirs, dict) else {}
+        # Written meanwhile by someone else (a new key, or Gas Town's deacon entry, which
+        # deacon-keeper and `gt daemon clear-backoff` own): kept as the file has it now.
+        agents: dict[str, Any] = {key: value for key, value in theirs.items()
+                                  if key == DEACON_KEY or key not in self._loaded}
+        for key, r in sorted(self.agents.items()):
+            if key == DEACON_KEY:
+                continue
+            entry: dict[str, Any] = {
+                "last_restart": _ts(r.last_restart), "restart_count": r.restart_count,
+                "backoff_until": _ts(r.backoff_until),
+                "crash_loop_since": _ts(r.crash_loop_since),
+                "window_start": _ts(r.window_start)}
+            agents[key] = entry
+        data: dict[str, Any] = {**current, "agents": dict(sorted(agents.items()))}
+        if data == current:
+            return  # nothing changed: never rewrite a file another writer may change
+        write_json_atomic(self.path, data, mode=0o600 if mode & 0o077 == 0 else 0o644)
 
     def blocked(self, key: str, now: float) -> str | None:
         """Why ``key`` may not be restarted now (crash loop or backoff), or None."""

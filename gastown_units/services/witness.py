@@ -81,6 +81,9 @@ class Witness(RigService):
         if self.beads is None or bead_id is None:
             return None
         try:
+            if self.naming.is_l:  # [L] §4.1, §4.2: town DB, then routing; work by assignee
+                return self.beads.polecat_hook_l(bead_id, f"{who.rig}/polecats/{who.name}",
+                                                 self.town.root / ".beads", self.rig_database)
             bead = self.beads.agent(bead_id)
         except GastownError as exc:
             log.info("hooked work of %s unknown (%s): its shutdown marker holds until its "

@@ -1,0 +1,121 @@
+"""[L] ``daemon/restart_state.json``, the ``deacon`` entry (gastown-2026.md §6.10).
+
+``{"agents": {"deacon": {"last_restart", "restart_count", "backoff_until",
+"crash_loop_since"}}}``, indented 2 spaces, mode 0600, zero times ``0001-01-01T00:00:00Z``.
+Gas Town's daemon and ``gt daemon clear-backoff deacon`` write it; a crash loop stops every
+restart (and heartbeat kill) of the Deacon until that command clears it.
+
+Every write keeps whatever else the file holds (other agents, other keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gastown_units.town.jsonfile import (
+    DamagedFile,
+    format_time,
+    parse_time,
+    read_json_object,
+    write_json_atomic,
+)
+
+DEACON_KEY = "deacon"
+CLEAR_COMMAND = "gt daemon clear-backoff deacon"
+MODE = 0o600
+BASE, CAP, LOOP_COUNT, STABLE = 30.0, 600.0, 5, 1800.0  # §6.10, §6.12
+
+
+@dataclass(frozen=True)
+class DeaconRestarts:
+    last_restart: float | None = None
+    restart_count: int = 0
+    backoff_until: float | None = None
+    crash_loop_since: float | None = None
+
+    def blocked(self, now: float) -> str | None:
+        """Why the Deacon may not be restarted now, or None."""
+        if self.crash_loop_since is not None:
+            since = format_time(datetime.fromtimestamp(self.crash_loop_since, UTC))
+            return (f"in a crash loop since {since} ({self.restart_count} restarts): not "
+                    f"restarted until `{CLEAR_COMMAND}`")
+        if self.backoff_until is not None and now < self.backoff_until:
+            return f"backing off for {self.backoff_until - now:.0f}s more"
+        return None
+
+    def after_restart(self, now: float) -> DeaconRestarts:
+        """The entry after one more restart (Gas Town's ``RecordRestart``)."""
+        count = self.restart_count
+        if self.last_restart is None or now - self.last_restart > STABLE:
+            count = 0
+        count += 1
+        backoff = min(BASE * 2.0 ** min(count - 1, 32), CAP)
+        loop = self.crash_loop_since
+        if count >= LOOP_COUNT and loop is None:
+            loop = now
+        return DeaconRestarts(now, count, now + backoff, loop)
+
+
+def _epoch(value: object) -> float | None:
+    when = parse_time(value)
+    return when.timestamp() if when else None
+
+
+def _ts(value: float | None) -> str:
+    try:
+        return format_time(datetime.fromtimestamp(value, UTC) if value is not None else None)
+    except (OverflowError, OSError, ValueError):
+        return format_time(None)
+
+
+def entry_from_json(entry: Any) -> DeaconRestarts:
+    if not isinstance(entry, dict):
+        return DeaconRestarts()
+    count = entry.get("restart_count")
+    count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+    return DeaconRestarts(_epoch(entry.get("last_restart")), max(0, min(count, 1000)),
+                          _epoch(entry.get("backoff_until")),
+                          _epoch(entry.get("crash_loop_since")))
+
+
+def entry_to_json(entry: DeaconRestarts) -> dict[str, Any]:
+    """Gas Town's shape exactly: four keys, Go zero times for unset ones."""
+    return {"last_restart": _ts(entry.last_restart), "restart_count": entry.restart_count,
+            "backoff_until": _ts(entry.backoff_until),
+            "crash_loop_since": _ts(entry.crash_loop_since)}
+
+
+def read_deacon(path: Path) -> DeaconRestarts:
+    """The Deacon's entry; DamagedFile for a file that cannot be read (the caller must not
+    restart on it: a crash loop might be written there)."""
+    data = read_json_object(path) or {}
+    agents = data.get("agents")
+    if agents is None:
+        return DeaconRestarts()
+    if not isinstance(agents, dict):
+        raise DamagedFile(path, "'agents' is not an object")
+    return entry_from_json(agents.get(DEACON_KEY))
+
+
+def write_deacon(path: Path, entry: DeaconRestarts) -> None:
+    """Replace the Deacon's entry, keeping every other key; mode 0600."""
+    data = read_json_object(path) or {}
+    agents = data.get("agents")
+    agents = dict(agents) if isinstance(agents, dict) else {}
+    agents[DEACON_KEY] = entry_to_json(entry)
+    data["agents"] = agents
+    write_json_atomic(path, data, mode=MODE)
+
+
+def clear_deacon(path: Path) -> bool:
+    """What ``gt daemon clear-backoff deacon`` does: count, backoff and crash loop zeroed,
+    ``last_restart`` kept. True if there was anything to clear."""
+    entry = read_deacon(path)
+    if entry.restart_count == 0 and entry.backoff_until is None and \
+            entry.crash_loop_since is None:
+        return False
+    write_deacon(path, DeaconRestarts(last_restart=entry.last_restart))
+    return True
