@@ -38,6 +38,10 @@ class TownLock:
             ) from None
         self._fd = fd
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def check(self) -> str | None:
         """Is the lock still on the file at ``path``? Every pass asks.
 
