@@ -91,6 +91,7 @@ class Report:
     agents: list[AgentRow] = field(default_factory=list)
     units: list[UnitRow] | None = None  # None: systemd does not run here
     notes: list[str] = field(default_factory=list)  # what could not be read
+    down: str = ""  # the town-down mark's status line (gt down), '' when not down
 
     @property
     def problems(self) -> list[str]:
@@ -98,6 +99,8 @@ class Report:
         found += [p for u in self.units or () if (p := u.problem)]
         if not self.server_up:
             found.insert(0, f"tmux server {self.server} not running")
+        if self.down:
+            found.insert(0, self.down)
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -111,7 +114,8 @@ class Report:
                         "held": asdict(r.held) if r.held else None, "expected": r.expected}
                        for r in self.agents],
             "units": None if self.units is None else [asdict(u) for u in self.units],
-            "notes": self.notes, "problems": self.problems, "ok": not self.problems,
+            "notes": self.notes, "town_down": self.down or None,
+            "problems": self.problems, "ok": not self.problems,
         }
 
 
@@ -233,6 +237,14 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
     tmux, owner = operator_tmux(settings, town)
     server = str(tmux.socket_path) if tmux.socket_path else (settings.tmux_socket or "default")
     report = Report(town, owner, server, False)
+    from gastown_units.town.town_down import read_down
+
+    try:
+        mark = read_down(town)
+    except OSError as exc:
+        report.notes.append(f"town-down mark unreadable: {exc}")
+        mark = None
+    report.down = mark.status() if mark is not None else ""
     panes = tmux_panes(settings.tmux_socket, tmux.socket_path)
     report.server_up = panes is not None
     restarts, note = restart_records(town, now)
