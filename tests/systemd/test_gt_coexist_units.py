@@ -33,8 +33,8 @@ def town(guest: GuestSystemd) -> Iterator[str]:
 
 
 def _gt(guest: GuestSystemd, town: str, *args: str) -> tuple[int, str]:
-    result = guest.run(["sh", "-c", 'cd "$1" && shift && exec gt "$@"', "gt", town, *args],
-                       user=OWNER, check=False, timeout=120)
+    result = guest.run(["sh", "-c", 'cd "$1" && shift && exec /usr/local/bin/gt "$@"', "gt",
+                        town, *args], user=OWNER, check=False, timeout=120)
     return result.returncode, result.stdout + result.stderr
 
 
