@@ -40,6 +40,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 STOP_GRACE = 0.5  # [L] SIGTERM, 500 ms, SIGKILL
 SHUTDOWN_LOCK_WAIT = 5.0  # [L] gt down waits 5 s for daemon/shutdown.lock
 GRACE_DEFAULT = 3.0  # [L] Ctrl-C, 3 s, kill with processes
+KILL_GRACE = 2.0  # KillSessionWithProcesses: SIGTERM, 2 s, SIGKILL
 
 
 class Failed(Exception):
@@ -431,16 +432,21 @@ def _pane_pids(town: Path, name: str) -> list[int]:
 
 
 def kill_with_processes(town: Path, name: str) -> None:
-    """``KillSessionWithProcesses``: the pane processes, then the session."""
+    """``KillSessionWithProcesses`` (gastown.md §3.8, gastown-2026.md §3.8): SIGTERM the
+    pane process, up to 2 s for it to exit, SIGKILL, then ``kill-session`` (the stand-in
+    does not walk the pane's descendants)."""
     pids = _pane_pids(town, name)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
-    _tmux(town, "kill-session", "-t", f"={name}")
+    deadline = time.monotonic() + KILL_GRACE
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for pid in pids:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+    _tmux(town, "kill-session", "-t", f"={name}")
 
 
 def _agent_command(town: Path) -> list[str]:
