@@ -62,7 +62,10 @@ def resume(town: Town) -> str:
 @click.command("resume")
 @click.option("--town", "town_root", type=click.Path(path_type=Path), default=None,
               help="Town root [env GT_TOWN_ROOT; default: found from the working directory]")
-def resume_cmd(town_root: Path | None) -> None:
+@click.option("--if-configured", is_flag=True,
+              help="Do nothing (exit 0) when no town is configured (gastown-resume.service: "
+                   "gastown.target may be started before setup).")
+def resume_cmd(town_root: Path | None, if_configured: bool) -> None:
     """End the town-down mark left by `gt down`: agents are started again.
 
     While the mark exists (written when a service saw `gt down` at work, or its
@@ -70,6 +73,9 @@ def resume_cmd(town_root: Path | None) -> None:
     also ends it, and so does `systemctl start gastown.target`.
     """
     settings = Settings.load(overrides={"town_root": town_root})
+    if if_configured and settings.town_root is None:
+        click.echo("no town configured (GT_TOWN_ROOT): nothing to resume")
+        return
     town = Town.open(settings.town_root)
     try:
         line = resume(town)

@@ -131,3 +131,15 @@ def test_resume_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert out.startswith("town resumed (it was down since ")
     assert "(0 service(s) woken)" in out
     assert read_down(town) is None
+
+
+def test_resume_if_configured_without_a_town(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    from gastown_units.cli import main
+
+    monkeypatch.setenv("GT_CONFIG", "")
+    monkeypatch.delenv("GT_TOWN_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["resume", "--if-configured"]) == 0
+    assert "no town configured" in capsys.readouterr().out
