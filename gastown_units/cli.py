@@ -369,10 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+from gastown_units.commands.resume import resume_cmd  # noqa: E402
 from gastown_units.commands.setup import setup_cmd  # noqa: E402
 from gastown_units.commands.sync_rigs import sync_rigs_cmd  # noqa: E402
 from gastown_units.commands.tmux_stop import tmux_stop_cmd  # noqa: E402
 
+cli.add_command(resume_cmd)
 cli.add_command(setup_cmd)
 cli.add_command(sync_rigs_cmd)
 cli.add_command(tmux_stop_cmd)

@@ -107,6 +107,19 @@ class Backoff:
 
 
 @dataclass(frozen=True)
+class UserDaemonUnit:
+    """Gas Town's own systemd *user* unit of the town's owner ([L] ``gt daemon
+    enable-supervisor``, gastown-2026.md §6.11): ``Restart=always``, so a real daemon
+    comes back every 5 s and takes the town (``gt up`` then sees no lock file)."""
+
+    owner: str
+    path: str = ""  # the unit file found ('' when there is none)
+    enabled: bool = False  # the default.target.wants symlink exists
+    running: tuple[int, ...] = ()  # PIDs in its cgroup
+    error: str = ""  # why it could not be looked for
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks judge; a fact that could not be gathered carries its reason."""
 
@@ -136,6 +149,8 @@ class Facts:
     dialect: str = ""  # J, L, unknown; '' when not probed
     dialect_reason: str = ""
     tmux_tmpdir: str = ""  # the units' TMUX_TMPDIR ('' = /tmp)
+    user_daemon: UserDaemonUnit | None = None  # None: no owner known to look for it
+    town_down: str = ""  # the town-down mark's status line ('' when the town is not down)
 
 
 def _plural(count: int, word: str) -> str:
@@ -371,6 +386,43 @@ def check_no_gt_daemon(facts: Facts) -> list[Check]:
     return checks
 
 
+USER_DAEMON_UNIT = "gastown-daemon.service"
+RESUME = "gt up, gastown-units resume, or systemctl start gastown.target"
+
+
+def check_user_daemon_unit(facts: Facts) -> list[Check]:
+    unit = facts.user_daemon
+    if unit is None:
+        return []
+    if unit.error:
+        return [Check("gt-daemon-user-unit", None,
+                      f"{USER_DAEMON_UNIT} of {unit.owner} not looked for: {unit.error}")]
+    state = [w for w, on in (("enabled", unit.enabled), ("running", bool(unit.running))) if on]
+    if state:
+        pids = f" (PID {', '.join(map(str, unit.running))})" if unit.running else ""
+        return [Check("gt-daemon-user-unit", False,
+                      f"Gas Town's own user unit {USER_DAEMON_UNIT} of {unit.owner} is "
+                      f"{' and '.join(state)}{pids} ({unit.path or 'unit file not found'}): "
+                      "it restarts `gt daemon run` every 5 s and takes the town",
+                      f"as {unit.owner}: systemctl --user disable --now {USER_DAEMON_UNIT} "
+                      "(hands the town over to the units)")]
+    if unit.path:
+        return [Check("gt-daemon-user-unit", True,
+                      f"{USER_DAEMON_UNIT} of {unit.owner} is installed but disabled and "
+                      "stopped")]
+    return [Check("gt-daemon-user-unit", True,
+                  f"no Gas Town user unit {USER_DAEMON_UNIT} of {unit.owner}")]
+
+
+def check_town_down(facts: Facts) -> list[Check]:
+    if facts.town_root is None or facts.town_error:
+        return []
+    if facts.town_down:
+        return [Check("town-down", False, facts.town_down,
+                      f"when the town should run again: {RESUME}")]
+    return [Check("town-down", True, "the town is not marked down (gt down)")]
+
+
 def check_failed_units(facts: Facts) -> list[Check]:
     gone = _no_systemd(facts)
     if gone:
@@ -455,7 +507,8 @@ def check_hardening(facts: Facts) -> list[Check]:
 
 
 CHECKS = (check_town, check_dialect, check_tools, check_tmux_host, check_rigs_enabled,
-          check_no_gt_daemon, check_failed_units, check_restarts, check_bad_files, check_hardening)
+          check_no_gt_daemon, check_user_daemon_unit, check_town_down, check_failed_units,
+          check_restarts, check_bad_files, check_hardening)
 
 
 def run_checks(facts: Facts) -> list[Check]:

@@ -98,6 +98,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what could not be read
     dialect: str = "J"  # J, L or unknown (gastown-2026.md §0)
     dialect_reason: str = ""
+    down: str = ""  # the town-down mark's status line (gt down), '' when not down
 
     @property
     def problems(self) -> list[str]:
@@ -108,6 +109,8 @@ class Report:
         if self.dialect == Dialect.UNKNOWN.value:
             found.insert(0, f"the services refuse this town: which Gas Town it is is unclear "
                             f"({self.dialect_reason}); set GT_DIALECT")
+        if self.down:
+            found.insert(0, self.down)
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -122,7 +125,8 @@ class Report:
                         "held": asdict(r.held) if r.held else None, "expected": r.expected}
                        for r in self.agents],
             "units": None if self.units is None else [asdict(u) for u in self.units],
-            "notes": self.notes, "problems": self.problems, "ok": not self.problems,
+            "notes": self.notes, "town_down": self.down or None,
+            "problems": self.problems, "ok": not self.problems,
         }
 
 
@@ -251,6 +255,14 @@ def collect(settings: Settings, *, units: bool = True) -> Report:
     if found is not None:
         report.dialect = found.verdict.dialect.value
         report.dialect_reason = "; ".join(found.verdict.reasons)
+    from gastown_units.town.town_down import read_down
+
+    try:
+        mark = read_down(town)
+    except OSError as exc:
+        report.notes.append(f"town-down mark unreadable: {exc}")
+        mark = None
+    report.down = mark.status() if mark is not None else ""
     panes = tmux_panes(tmux.socket, tmux.socket_path)
     report.server_up = panes is not None
     restarts, note = restart_records(town, now)

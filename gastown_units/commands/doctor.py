@@ -34,6 +34,7 @@ from gastown_units.doctor_checks import (
     TmuxFacts,
     Tool,
     Unit,
+    UserDaemonUnit,
     exit_code,
     is_gt_daemon,
     parse_exposure,
@@ -334,6 +335,49 @@ def gather_daemons(town: Town | None) -> tuple[str, ...]:
     return tuple(found.values())
 
 
+def gather_user_daemon(owner: pwd.struct_passwd, environ: Mapping[str, str],
+                       proc: Path = Path("/proc")) -> UserDaemonUnit:
+    """The owner's ``gastown-daemon.service`` user unit: the file (``$XDG_DATA_HOME`` —
+    ours when we are the owner, else the default ``~/.local/share`` — then the user config
+    dir), the ``default.target.wants`` symlink, and processes in its cgroup."""
+    home = Path(owner.pw_dir)
+    data = environ.get("XDG_DATA_HOME", "") if os.getuid() == owner.pw_uid else ""
+    config = environ.get("XDG_CONFIG_HOME", "") if os.getuid() == owner.pw_uid else ""
+    data_home = Path(data) if data.startswith("/") else home / ".local" / "share"
+    config_home = Path(config) if config.startswith("/") else home / ".config"
+    name = "gastown-daemon.service"
+    found = ""
+    for candidate in (data_home / "systemd" / "user" / name,
+                      config_home / "systemd" / "user" / name):
+        if candidate.is_file():
+            found = str(candidate)
+            break
+    wants = config_home / "systemd" / "user" / "default.target.wants" / name
+    enabled = os.path.lexists(wants)
+    running = []
+    marker = f"/user@{owner.pw_uid}.service/"
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in cgroup.splitlines():
+            path = line.rpartition(":")[2]
+            if marker in path and path.endswith(f"/{name}"):
+                running.append(int(entry.name))
+                break
+    return UserDaemonUnit(owner.pw_name, found, enabled, tuple(sorted(running)))
+
+
+def gather_town_down(town: Town) -> str:
+    from gastown_units.town.town_down import read_down
+
+    mark = read_down(town)
+    return mark.status() if mark is not None else ""
+
+
 def gather_restarts(town: Town, now: float) -> tuple[Backoff, ...]:
     """daemon/restart_state.json read only (a damaged one raises; never set aside here)."""
     data = read_json_object(town.daemon_dir / "restart_state.json") or {}
@@ -417,6 +461,11 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
         entry, _ = _attempt(lambda: _owner_entry(opened))
         if entry is not None:
             facts["town_dir_owner"], home = entry.pw_name, Path(entry.pw_dir)
+            owner_entry = entry
+            unit, why = _attempt(lambda: gather_user_daemon(owner_entry, os.environ))
+            facts["user_daemon"] = unit or UserDaemonUnit(entry.pw_name, error=why)
+        down, why = _attempt(lambda: gather_town_down(opened))
+        facts["town_down"] = down if down is not None else f"town-down mark unreadable: {why}"
     where, why = _attempt(lambda: units_path(os.environ, systemd))
     path, source = where or (SYSTEMD_DEFAULT_PATH, f"unknown ({why})")
     facts["path"], facts["path_source"] = path, source

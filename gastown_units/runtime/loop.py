@@ -19,7 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from gastown_units.errors import EX_CONFIG, EX_FAILURE, EX_OK, ConfigError, GastownError
+from gastown_units.errors import (
+    EX_CONFIG,
+    EX_FAILURE,
+    EX_OK,
+    ConfigError,
+    GastownError,
+    LockConflict,
+)
 from gastown_units.runtime.notify import Notifier
 from gastown_units.runtime.wake import EventWatch
 from gastown_units.town.jsonfile import take_damage
@@ -198,6 +205,10 @@ def run_service(service: Service, *, interval: float, once: bool,
                 status = service.tick(ctx)
             except Stopping:
                 break
+            except LockConflict as exc:  # a gt daemon won the town: stop, do not retry
+                log.error("%s", exc)
+                notifier.status(f"stopped: {exc}")
+                return EX_CONFIG
             except GastownError as exc:  # expected: a tool failed; state is unknown
                 log.warning("pass incomplete: %s", exc)
                 status = f"pass incomplete: {exc}"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from gastown_units.config import Settings
-from gastown_units.errors import ConfigError, ToolMissing
+from gastown_units.errors import ConfigError, ToolError, ToolMissing
 from gastown_units.ports import dialect_probe
 from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
-from gastown_units.ports.locks import TownLock, shutdown_in_progress
+from gastown_units.ports.locks import TownLock, shutdown_in_progress, shutting_down_pid
 from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
 from gastown_units.services.actor import AgentActor
@@ -23,12 +24,12 @@ from gastown_units.town.identity import BOOT, DEACON, J_NAMING, Identity, Naming
 from gastown_units.town.layout import Town
 from gastown_units.town.patrols import patrol_enabled
 from gastown_units.town.rigs import Rig, load_rigs
+from gastown_units.town.town_down import UP_SETTLE, TownDown, clear_down, read_down, write_down
 from gastown_units.town.unit_state import state_path
 
 log = logging.getLogger(__name__)
 
 WAITING_FOR_TMUX = "waiting for the tmux server (is gastown-tmux.service running?)"
-SHUTTING_DOWN = "town is shutting down (gt down holds daemon/shutdown.lock): not acting"
 
 
 @contextmanager
@@ -60,6 +61,8 @@ class TownService:
         self._lock: TownLock | None = None
         self._patrol_damage = ""  # the last damage of mayor/daemon.json logged
         self.naming: Naming = J_NAMING  # the town's dialect, known once take_town ran
+        self._down_told: float | None = None  # the town-down mark told in the journal
+        self._gt_down_told = ""  # the gt down in progress told in the journal
 
     @property
     def town(self) -> Town:
@@ -165,8 +168,9 @@ class TownService:
         on (§6.9), so a killed Deacon still comes back; the damage is in the status line
         and ``--once``'s exit code every pass, and in the journal once per new damage.
         """
-        if shutdown_in_progress(self.town.shutdown_lock):
-            return SHUTTING_DOWN
+        down = self.town_down()
+        if down:
+            return down
         if self.patrol:
             try:
                 enabled = patrol_enabled(self.town, self.patrol)
@@ -184,6 +188,82 @@ class TownService:
             if not enabled:
                 return f"{self.patrol} patrol disabled in mayor/daemon.json: not acting"
         return None
+
+    def gt_down_running(self) -> str | None:
+        """Why a ``gt down`` is at work now, or None (flock test of ``shutdown.lock``, and
+        [L] ``daemon/shutting-down`` naming a live PID)."""
+        if shutdown_in_progress(self.town.shutdown_lock):
+            return "gt down holds daemon/shutdown.lock"
+        pid = shutting_down_pid(self.town.shutting_down)
+        if pid is not None:
+            return f"gt down (PID {pid}) is running (daemon/shutting-down)"
+        return None
+
+    def town_down(self) -> str | None:
+        """The status line while the town is down (``gt down``), or None.
+
+        Every pass asks: is our ``daemon.lock`` still the file at its path (re-taken if
+        not; LockConflict if a ``gt daemon`` won it meanwhile), is a ``gt down`` at work,
+        is the town marked down; a mark ends with ``gt up``'s Deacon (see town_down).
+        """
+        lock_event = self._lock.check() if self._lock is not None else None
+        if lock_event:
+            log.warning("%s was %s (gt down or gt daemon stop of a mid-2026 Gas Town): "
+                        "took a shared lock on the new file again", self.town.daemon_lock,
+                        lock_event)
+        running = self.gt_down_running()
+        if running:
+            self._mark_down(f"{running}, seen by {self.name}")
+            if running != self._gt_down_told:
+                log.warning("%s: not acting while it runs; the town stays down after it",
+                            running)
+                self._gt_down_told = running
+            return f"town is shutting down ({running}): not acting"
+        self._gt_down_told = ""
+        if lock_event:
+            self._mark_down(f"daemon/daemon.lock was {lock_event} (gt down or gt daemon "
+                            f"stop), seen by {self.name}")
+        try:
+            mark = read_down(self.town)
+        except OSError as exc:  # cannot tell: do not act
+            return f"town-down mark unreadable, not acting: {exc}"
+        if mark is None:
+            self._down_told = None
+            return None
+        if self._resumed_by_gt_up(mark):
+            return None
+        if self._down_told != mark.at:
+            log.warning("%s", mark.status())
+            self._down_told = mark.at
+        return mark.status()
+
+    def _mark_down(self, reason: str) -> TownDown:
+        try:
+            mark = write_down(self.town, reason, self.name)
+        except OSError as exc:  # the pass does not act anyway; the next one writes it
+            log.error("cannot write the town-down mark: %s", exc)
+            return TownDown(0.0, reason, self.name)
+        if self._down_told != mark.at:
+            log.warning("%s", mark.status())
+            self._down_told = mark.at
+        return mark
+
+    def _resumed_by_gt_up(self, mark: TownDown) -> bool:
+        """``gt up`` brought the town back: a Deacon session created after the mark (we
+        start nothing while down), for UP_SETTLE seconds. Clears the mark if so."""
+        if not mark.readable:
+            return False
+        try:
+            pane = self.tmux.snapshot().first_pane(DEACON.session)
+        except (ServerDown, ToolError):
+            return False
+        if pane is None or pane.created <= mark.at or time.time() - pane.created < UP_SETTLE:
+            return False
+        if clear_down(self.town):
+            log.warning("the Deacon session %s is back (created after the town went down: "
+                        "gt up): the town is up again, resuming", DEACON.session)
+        self._down_told = None
+        return True
 
     def prelude(self, ctx: Context, role: Role, rig: str | None = None
                 ) -> tuple[AgentProgram, Snapshot] | str:

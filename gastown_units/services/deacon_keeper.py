@@ -34,6 +34,7 @@ from gastown_units.services.profiles import Reason
 from gastown_units.services.sessions import Liveness, StartFailed, liveness
 from gastown_units.services.split_town import Elsewhere
 from gastown_units.town.agents import AgentProgram
+from gastown_units.town.daemon_state import DaemonState, state_file
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import Role
 from gastown_units.town.jsonfile import DamagedFile
@@ -68,17 +69,44 @@ class DeaconKeeper(TownService):
         self._last_boot_spawn: float | None = None
         self._held_logged: str | None = None
         self._blocked_logged: str | None = None
+        self._state: DaemonState | None = None
+        self._state_error = ""  # the last failure to write daemon/state.json logged
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
             town = self.open_town()
             self.agent(Role.DEACON, town=town)
         self.take_town(town)
+        self._state = DaemonState(datetime.now().astimezone())
         return f"keeping {self.deacon.session} for town {town.root}"
+
+    def _write_state(self, running: bool) -> None:
+        """``daemon/state.json`` for ``gt daemon status`` (town/daemon_state.py)."""
+        if self._state is None:
+            return
+        try:
+            if running:
+                self._state.beat(self.town)
+            else:
+                self._state.stopped(self.town)
+        except OSError as exc:
+            if str(exc) != self._state_error:
+                log.warning("cannot write %s: %s", state_file(self.town), exc)
+                self._state_error = str(exc)
+            return
+        self._state_error = ""
+
+    def close(self) -> None:
+        try:
+            if self._lock is not None and self._lock.held:  # still the town's supervisor
+                self._write_state(False)
+        finally:
+            super().close()
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        begun = self.prelude(ctx, Role.DEACON)
+        begun = self.prelude(ctx, Role.DEACON)  # LockConflict first: then nothing is ours
+        self._write_state(True)
         if isinstance(begun, str):
             return begun
         agent, snap = begun

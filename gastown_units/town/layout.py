@@ -96,6 +96,11 @@ class Town:
         return self.daemon_dir / "shutdown.lock"
 
     @property
+    def shutting_down(self) -> Path:
+        """[L] ``gt down`` writes its PID here for its run (gastown-2026.md §1.2)."""
+        return self.daemon_dir / "shutting-down"
+
+    @property
     def deacon_dir(self) -> Path:
         return self.root / "deacon"
 

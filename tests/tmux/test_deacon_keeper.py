@@ -175,6 +175,14 @@ def test_gt_down_shutdown_lock_pauses_the_keeper(town: Path, tmux_server: Privat
         assert tmux_server.sessions() == set()
     finally:
         os.close(fd)
+    # gt down leaves the town down: the mark written during the shutdown holds
+    result = keeper.run_once("deacon-keeper", town, tmux_server.socket, *DEGRADED)
+    assert result.returncode == 0 and "town down since" in result.stderr
+    assert tmux_server.sessions() == set()
+    resumed = subprocess.run([sys.executable, "-m", "gastown_units", "resume", "--town",
+                              str(town)], capture_output=True, text=True, timeout=60,
+                             env=keeper.service_env())
+    assert resumed.returncode == 0, resumed.stderr
     assert keeper.run_once("deacon-keeper", town, tmux_server.socket,
                            *DEGRADED).returncode == 0
     assert "hq-deacon" in tmux_server.sessions()

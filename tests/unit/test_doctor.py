@@ -389,3 +389,48 @@ def test_an_l_town_with_its_server_outside_tmp_fails() -> None:
     facts = type(facts)(**{**facts.__dict__, "dialect": "L", "tmux_tmpdir": "/run/tmux"})
     bad = only_failure(facts)
     assert bad.name == "tmux-tmpdir" and "/tmp/tmux-<uid>" in bad.lines()[0]
+
+
+def test_gas_towns_user_unit_enabled_or_running_fails_with_the_handover_gastown_2026_6_11(
+        ) -> None:
+    unit = dc.UserDaemonUnit("alice", "/home/alice/.local/share/systemd/user/"
+                             "gastown-daemon.service", enabled=True, running=(4242,))
+    bad = only_failure(dataclasses.replace(healthy(), user_daemon=unit))
+    assert "gastown-daemon.service of alice is enabled and running (PID 4242)" in bad.detail
+    assert bad.fix.startswith("as alice: systemctl --user disable --now "
+                              "gastown-daemon.service")
+    off = dataclasses.replace(unit, enabled=False, running=())
+    assert not failing(dataclasses.replace(healthy(), user_daemon=off))
+    none = dc.UserDaemonUnit("alice")
+    lines = [c.lines()[0] for c in dc.run_checks(dataclasses.replace(healthy(),
+                                                                      user_daemon=none))]
+    assert "✓ no Gas Town user unit gastown-daemon.service of alice" in lines
+
+
+def test_town_down_mark_fails_with_how_to_resume() -> None:
+    bad = only_failure(dataclasses.replace(healthy(), town_down="town down since X: gt down"))
+    assert bad.detail == "town down since X: gt down"
+    assert "gastown-units resume" in bad.fix and "gt up" in bad.fix
+
+
+def test_user_unit_gathered_from_files_and_cgroups(tmp_path: Path) -> None:
+    import pwd
+
+    home = tmp_path / "home"
+    owner = pwd.struct_passwd(("alice", "x", 1000, 1000, "", str(home), "/bin/sh"))
+    proc = tmp_path / "proc"
+    (proc / "77").mkdir(parents=True)
+    (proc / "77" / "cgroup").write_text(
+        "0::/user.slice/user-1000.slice/user@1000.service/app.slice/gastown-daemon.service\n")
+    (proc / "78").mkdir()
+    (proc / "78" / "cgroup").write_text("0::/system.slice/gastown-daemon.service\n")
+    assert gather.gather_user_daemon(owner, {}, proc) == dc.UserDaemonUnit(
+        "alice", running=(77,))
+    unit_file = home / ".local/share/systemd/user/gastown-daemon.service"
+    unit_file.parent.mkdir(parents=True)
+    unit_file.write_text("[Service]\nExecStart=gt daemon run\n")
+    wants = home / ".config/systemd/user/default.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "gastown-daemon.service").symlink_to(unit_file)
+    found = gather.gather_user_daemon(owner, {}, proc)
+    assert (found.path, found.enabled) == (str(unit_file), True)
