@@ -152,9 +152,11 @@ def gt_version(town: Town, gt_bin: str, timeout: float, cache: Path | None) -> s
 
 def gather(town: Town, rigs: Mapping[str, Rig], *, gt_bin: str, tmux_bin: str,
            socket: str | None, timeout: float, environ: Mapping[str, str] | None = None,
-           uid: int | None = None, cache: Path | None = None) -> Evidence:
+           uid: int | None = None, cache: Path | None = None,
+           gt_timeout: float | None = None) -> Evidence:
     """The evidence, in the contract's probe order. ``socket`` is the server the
-    services were told to use (``GT_TMUX_SOCKET``), None for the default server."""
+    services were told to use (``GT_TMUX_SOCKET``), None for the default server;
+    ``timeout`` bounds each tmux call, ``gt_timeout`` (default: the same) ``gt version``."""
     env = os.environ if environ is None else environ
     user = os.getuid() if uid is None else uid
     where = socket_dir(env, user)
@@ -164,7 +166,7 @@ def gather(town: Town, rigs: Mapping[str, Rig], *, gt_bin: str, tmux_bin: str,
     other = sessions_on(tmux_bin, where / (socket or "default"), timeout)
     j_named, l_named = classify_names(other, rigs)
     return Evidence(
-        gt_version=gt_version(town, gt_bin, timeout, cache),
+        gt_version=gt_version(town, gt_bin, gt_timeout or timeout, cache),
         l_socket_sessions=tuple(l_socket_sessions) + l_named,
         default_sessions=j_named,
         l_files=l_files(town),
@@ -215,7 +217,7 @@ def resolve(town: Town, rigs: Mapping[str, Rig], settings: Settings,
     if override is None:
         evidence = gather(town, rigs, gt_bin=settings.gt_bin, tmux_bin=settings.tmux_bin,
                           socket=settings.tmux_socket,
-                          timeout=min(settings.tmux_timeout, settings.gt_timeout),
+                          timeout=settings.tmux_timeout, gt_timeout=settings.gt_timeout,
                           environ=environ, uid=uid, cache=state_path(town, "gt-version"))
     else:
         evidence = Evidence()
