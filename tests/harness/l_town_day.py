@@ -24,8 +24,9 @@ from tests.harness.operator_day import show
 
 OWNER = "lena"
 RIGS = {"gastown": "gt", "stockdrop": "st"}
-UNITS = ("gastown.target", "gastown-deacon-keeper", "gastown-witness@gastown",
-         "gastown-witness@stockdrop")
+UNITS = ("gastown.target", "gastown-deacon-keeper", "gastown-lifecycle-mail",
+         "gastown-polecat-health.path", "gastown-polecat-health.timer",
+         "gastown-rig@gastown.target", "gastown-rig@stockdrop.target")
 
 
 def panes(guest: GuestSystemd, socket: str) -> dict[str, int]:
@@ -66,9 +67,9 @@ def day(guest: GuestSystemd) -> list[str]:
           f"gt leaves it; its socket by gastown-2026.md §3.0 is {socket}")
     show(guest, f"{STANDIN_DIR}/gt", "version", user=OWNER, cwd=town)
     show(guest, "systemctl", "enable", "--now", *UNITS)
-    wanted = {"hq-deacon", "gt-witness", "st-witness"}
+    wanted = {"hq-deacon", "gt-witness", "st-witness", "gt-refinery", "st-refinery"}
     expect(wait(guest, "agents", lambda: wanted <= set(panes(guest, socket))),
-           f"hq-deacon, gt-witness, st-witness run on tmux -L {socket}")
+           f"hq-deacon, gt-/st-witness, gt-/st-refinery run on tmux -L {socket}")
     show(guest, "tmux", "-N", "-L", socket, "list-sessions", "-F",
          "#{session_name} #{pane_current_path}", user=OWNER)
     show(guest, "tmux", "-N", "list-sessions", user=OWNER)
