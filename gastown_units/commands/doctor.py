@@ -266,30 +266,10 @@ def gather_tmux(settings: Settings, town: Town, environ: Mapping[str, str]) -> T
 
 
 def exclusive_flock_holders(path: Path, locks: str) -> list[int]:
-    """PIDs that hold an exclusive ``flock`` on ``path``, from ``/proc/locks`` text: the
-    WRITE flock holders that have ``path`` open (inode numbers alone are not comparable
-    across an overlay)."""
-    target = os.path.realpath(path)
-    holders = []
-    for line in locks.splitlines():
-        fields = line.split()
-        if len(fields) < 5 or fields[1:4] != ["FLOCK", "ADVISORY", "WRITE"]:
-            continue
-        if not fields[4].isdigit() or int(fields[4]) in holders:
-            continue
-        pid = int(fields[4])
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    holders.append(pid)
-                    break
-            except OSError:
-                continue
-    return holders
+    """PIDs that hold an exclusive ``flock`` on ``path``, from ``/proc/locks`` text."""
+    from gastown_units.ports.locks import flock_holders
+
+    return flock_holders(path, "WRITE", locks)
 
 
 def _cmdline(argv: list[str]) -> str:

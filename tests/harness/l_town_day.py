@@ -11,16 +11,13 @@ it says. The systemd ring tests the same with assertions; this is for reading.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
 import sys
 import time
-from pathlib import Path
 
 from tests.harness.guest import GuestSystemd
 from tests.harness.guest_town import STANDIN_DIR, configure, new_town
-from tests.harness.operator_day import show
+from tests.harness.operator_day import run_in_guest, show
 
 OWNER = "lena"
 RIGS = {"gastown": "gt", "stockdrop": "st"}
@@ -115,17 +112,7 @@ def day(guest: GuestSystemd) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("deb", type=Path)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("l_town_day: run as root", file=sys.stderr)
-        return 1
-    with GuestSystemd() as guest:
-        guest.install_deb(args.deb)
-        failures = day(guest)
-    print(f"\n{len(failures)} step(s) not ok: {failures}" if failures else "\nall steps ok")
-    return 1 if failures else 0
+    return run_in_guest(day, "l_town_day", __doc__)
 
 
 if __name__ == "__main__":

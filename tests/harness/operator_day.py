@@ -154,18 +154,24 @@ def mayor_mail(guest: GuestSystemd, town: str) -> list[str]:
     return [m["subject"] for m in json.loads(out) or []]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def run_in_guest(day_of: Callable[[GuestSystemd], list[str]], name: str, doc: str | None
+                 ) -> int:
+    """Boot a guest, install the .deb given on the command line, run ``day_of`` in it."""
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("deb", type=Path)
     args = parser.parse_args()
     if os.geteuid() != 0:
-        print("operator_day: run as root", file=sys.stderr)
+        print(f"{name}: run as root", file=sys.stderr)
         return 1
     with GuestSystemd() as guest:
         guest.install_deb(args.deb)
-        failures = day(guest)
+        failures = day_of(guest)
     print(f"\n{len(failures)} step(s) not ok: {failures}" if failures else "\nall steps ok")
     return 1 if failures else 0
+
+
+def main() -> int:
+    return run_in_guest(day, "operator_day", __doc__)
 
 
 if __name__ == "__main__":
