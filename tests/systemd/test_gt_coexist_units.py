@@ -208,3 +208,30 @@ def test_gt_down_then_gt_up_resumes_without_a_second_daemon(
     for unit in UNITS:
         assert guest.show(unit, "ActiveState")["ActiveState"] == "active"
     assert "the town is up again, resuming" in guest.journal("-u", "gastown-*", "-o", "cat")
+
+
+def test_gt_down_and_gt_up_at_once_leave_our_lock_in_place(
+        guest: GuestSystemd, town: str, dialect: str) -> None:
+    """``gt down && gt up``: in [L] gt down unlinks daemon.lock at its end, and gt up,
+    right after, would start a real ``gt daemon run`` on a new file unless the services
+    re-took the lock at once (they are woken by the unlink, not by their interval)."""
+    guest.wait_for(lambda: _up(guest, town, dialect), timeout=90,
+                   what="deacon, witness, refinery")
+    result = guest.run(["sh", "-c", 'cd "$1" && /usr/local/bin/gt down && '
+                        "exec /usr/local/bin/gt up", "gt", town], user=OWNER, check=False,
+                       timeout=180)
+    out = result.stdout + result.stderr
+    if dialect == "L":
+        assert "✓ Daemon stopped" in out and "✓ Daemon: running (PID unknown)" in out, out
+        assert result.returncode == 0, out
+    else:
+        assert "lock held by another process" in out, out
+    daemons = guest.run(["pgrep", "-f", "gt daemon run"], check=False)
+    assert daemons.returncode == 1, daemons.stdout
+    assert _lock_held_shared(guest, town)
+    guest.wait_for(lambda: _up(guest, town, dialect), timeout=60, what="gt up's agents")
+    guest.wait_for(lambda: _mark(guest, town) is None, timeout=60,
+                   what="mark cleared on gt up's Deacon")
+    for unit in UNITS:
+        assert guest.show(unit, "ActiveState")["ActiveState"] == "active", unit
+        assert guest.show(unit, "NRestarts")["NRestarts"] == "0", unit

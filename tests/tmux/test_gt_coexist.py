@@ -227,6 +227,49 @@ def test_gt_down_leaves_the_town_down_and_gt_up_brings_it_back_gastown_2026_6_11
         assert "Traceback" not in text, (name, text)
 
 
+@pytest.mark.parametrize("gt_town", ["L"], indirect=True)
+def test_gt_up_right_after_an_l_gt_down_finds_our_lock_gastown_2026_6_11(
+        gt_town: Path, tmux_server: PrivateTmux) -> None:
+    """``gt down && gt up`` in an [L] town, the services on a long interval: gt down's
+    unlink of daemon.lock must be answered at once (re-taken before gt up looks), else
+    gt up starts a real ``gt daemon run`` on a new file, which wins the town."""
+    lock = gt_town / "daemon" / "daemon.lock"
+    slow = ("--interval", "60")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(start_service("deacon-keeper", gt_town, tmux_server, "--degraded",
+                                   "true", *slow))
+        for service in ("witness", "refinery"):
+            procs.append(start_service(service, gt_town, tmux_server, "--rig", RIG, *slow))
+        poll_until(lambda: _all_up(gt_town, tmux_server), timeout=60, what="agents")
+        holders = {p.pid for p in procs}
+        poll_until(lambda: set(flock_holders(lock, "READ")) == holders, timeout=30,
+                   what="the three services holding daemon.lock")
+        down = gt(gt_town, tmux_server, "down")
+        up = gt(gt_town, tmux_server, "up")
+        assert down.returncode == 0 and "✓ Daemon stopped" in down.stdout, down.stdout
+        assert "✓ Daemon: running (PID unknown)" in up.stdout, up.stdout
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert gt_daemons(gt_town) == []
+        assert lock.exists() and flock_holders(lock, "READ")
+        assert flock_holders(lock, "WRITE") == []
+        data = json.loads(mark(gt_town).read_text())  # written by the woken pass
+        assert any(r in data["reason"] for r in L_DOWN_REASONS), data
+        poll_until(lambda: set(flock_holders(lock, "READ")) == holders, timeout=30,
+                   what="every service on the new file")
+        assert all(p.poll() is None for p in procs)
+        for proc in procs:
+            code, out = keeper.stop(proc)
+            assert code == 0, out
+            assert "Traceback" not in out
+    finally:
+        for proc in procs:
+            keeper.stop(proc)
+        for pid in gt_daemons(gt_town):  # started by gt up when it lost the race
+            psutil.Process(pid).terminate()
+            wait_gone(pid)
+
+
 def test_resume_command_ends_the_mark_and_the_target_start_would_too(
         gt_town: Path, tmux_server: PrivateTmux,
         services: Callable[[], dict[str, str]]) -> None:
