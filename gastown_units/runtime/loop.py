@@ -28,7 +28,7 @@ from gastown_units.errors import (
     LockConflict,
 )
 from gastown_units.runtime.notify import Notifier
-from gastown_units.runtime.wake import EventWatch
+from gastown_units.runtime.wake import EventWatch, UnlinkWatch
 from gastown_units.town.jsonfile import take_damage
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,10 @@ class _Signals:
         self.wake = True
         self._poke()
 
-    def wait(self, seconds: float, events: EventWatch | None = None) -> None:
-        """Sleep up to ``seconds``; return early on any signal or tmux event."""
+    def wait(self, seconds: float, events: EventWatch | None = None,
+             unlinks: UnlinkWatch | None = None) -> None:
+        """Sleep up to ``seconds``; return early on any signal, tmux event or unlink of the
+        town lock."""
         if self.stop or self.wake:
             return
         fds = [self._read]
@@ -135,7 +137,11 @@ class _Signals:
                 fds.append(events.fd)
             if events.waiting_for_directory:
                 seconds = min(seconds, DIRECTORY_POLL)
+        if unlinks is not None and unlinks.fd is not None:
+            fds.append(unlinks.fd)
         ready, _, _ = select.select(fds, [], [], max(0.0, seconds))
+        if unlinks is not None and unlinks.fd in ready and unlinks.drain():
+            self.wake = True
         if events is not None and events.fd in ready:
             events.drain()
             self.wake = True
@@ -184,6 +190,7 @@ def run_service(service: Service, *, interval: float, once: bool,
     signals = _Signals()
     signals.install()
     events = EventWatch(None if once else event_file)
+    unlinks: UnlinkWatch | None = None
     ctx = Context(notifier, lambda: signals.stop, once=once)
     try:
         take_damage()  # what an earlier run in this process met is not this pass's
@@ -195,6 +202,9 @@ def run_service(service: Service, *, interval: float, once: bool,
             return EX_CONFIG
         notifier.ready(first)
         log.info("%s started: %s", service.name, first)
+        lock_file = getattr(service, "lock_file", None)  # the held town lock, if any
+        if not once and isinstance(lock_file, Path):
+            unlinks = UnlinkWatch(lock_file)
         # Never sleep longer than half the watchdog period between pings.
         wait = interval if notifier.period is None else min(interval, notifier.period)
         while not signals.stop:
@@ -225,10 +235,10 @@ def run_service(service: Service, *, interval: float, once: bool,
             pause = interval if ctx.soon is None else min(interval, ctx.soon)
             deadline = time.monotonic() + pause
             while not signals.stop and not signals.wake and time.monotonic() < deadline:
-                signals.wait(min(wait, deadline - time.monotonic()), events)
+                signals.wait(min(wait, deadline - time.monotonic()), events, unlinks)
                 notifier.ping()
             if signals.wake and not signals.stop:
-                log.debug("woken (signal or tmux event): running a pass now")
+                log.debug("woken (signal, tmux event or town lock unlinked): running a pass now")
         notifier.stopping(f"{service.name} stopping (agent sessions are left running)")
         log.info("%s stopping on request; agent sessions are left running", service.name)
         return EX_OK
@@ -237,4 +247,6 @@ def run_service(service: Service, *, interval: float, once: bool,
             service.close()
         finally:
             events.close()
+            if unlinks is not None:
+                unlinks.close()
             signals.restore()

@@ -133,3 +133,79 @@ class EventWatch:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+IN_MOVED_FROM = 0x040
+IN_DELETE = 0x200
+IN_Q_OVERFLOW = 0x4000
+_UNLINK_MASK = IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+
+
+def names_in(data: bytes) -> set[str]:
+    """The file names that the inotify events in ``data`` report (``""``: the watched
+    directory itself, or an overflow: anything may have happened).
+
+    >>> name = b"daemon.lock".ljust(16, b"\\0")
+    >>> sorted(names_in(_EVENT.pack(1, IN_DELETE, 0, 16) + name
+    ...                 + _EVENT.pack(1, IN_Q_OVERFLOW, 0, 0)))
+    ['', 'daemon.lock']
+    """
+    names, offset = set(), 0
+    while offset + _EVENT.size <= len(data):
+        _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+        raw = data[offset + _EVENT.size:offset + _EVENT.size + length]
+        names.add(os.fsdecode(raw.split(b"\0", 1)[0]))
+        offset += _EVENT.size + length
+    return names
+
+
+class UnlinkWatch:
+    """Wake when one file is unlinked, renamed away or replaced.
+
+    An [L] ``gt down`` or ``gt daemon stop`` unlinks the ``daemon/daemon.lock`` we hold
+    (gastown-2026.md §6.11); a ``gt up`` right after it finds no lock file and starts a
+    real ``gt daemon run``, which wins the town. Waiting for the interval loses that race
+    (``gt down && gt up``), so the loop watches the lock's directory and runs a pass, which
+    re-takes the lock, as soon as the file goes. Only events naming the file count (the
+    Deacon keeper rewrites ``daemon/state.json`` every pass); unavailable: ``fd`` None,
+    the interval alone.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.fd: int | None = None
+        if path is None:
+            return
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        except (OSError, AttributeError) as exc:
+            log.info("no inotify (%s): %s checked by interval only", exc, path)
+            return
+        if fd < 0:
+            return
+        if libc.inotify_add_watch(fd, os.fsencode(path.parent), _UNLINK_MASK) < 0:
+            log.info("cannot watch %s (errno %d): checked by interval only", path.parent,
+                     ctypes.get_errno())
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def drain(self) -> bool:
+        """Read pending events; True when one may concern the file."""
+        if self.fd is None or self.path is None:
+            return False
+        names: set[str] = set()
+        try:
+            while chunk := os.read(self.fd, 4096):
+                names |= names_in(chunk)
+        except BlockingIOError:
+            pass
+        except OSError:
+            return True
+        return bool(names & {self.path.name, ""})
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

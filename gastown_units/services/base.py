@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from gastown_units.config import Settings
 from gastown_units.errors import ConfigError, ToolError, ToolMissing
@@ -160,6 +161,11 @@ class TownService:
               ) -> AgentProgram:
         """The agent for ``role``; ValueError for unusable settings or override."""
         return resolve_agent(town or self.town, role, rig, self.settings.agent_command)
+
+    @property
+    def lock_file(self) -> Path | None:
+        """The town lock we hold (the loop wakes us when it is unlinked), or None."""
+        return self._lock.path if self._lock is not None and self._lock.held else None
 
     def paused(self, ctx: Context | None = None) -> str | None:
         """Why this pass must not act (``gt down``, patrol switched off), or None.

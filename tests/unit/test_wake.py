@@ -1,4 +1,5 @@
-"""Event wakes survive a restart of the tmux host unit (issue 8 item 7).
+"""Event wakes survive a restart of the tmux host unit (issue 8 item 7); an unlinked
+town lock wakes the loop (an [L] ``gt down && gt up``).
 
 The unit's runtime directory is removed and made anew on a restart; the watch must follow
 it to the new directory, or a long-running service never wakes on tmux events again.
@@ -6,6 +7,7 @@ it to the new directory, or a long-running service never wakes on tmux events ag
 
 from __future__ import annotations
 
+import os
 import select
 import shutil
 import threading
@@ -13,7 +15,7 @@ import time
 from pathlib import Path
 
 from gastown_units.runtime.loop import _Signals
-from gastown_units.runtime.wake import EventWatch
+from gastown_units.runtime.wake import EventWatch, UnlinkWatch
 
 
 def woken(watch: EventWatch, timeout: float = 2.0) -> bool:
@@ -82,5 +84,61 @@ def test_the_loop_wait_returns_when_the_directory_comes_back(tmp_path: Path) -> 
         assert signals.wake, "no pass asked for once the directory was back"
         assert time.monotonic() - started < 30
     finally:
+        watch.close()
+        signals.restore()
+
+
+def unlink_woken(watch: UnlinkWatch, timeout: float = 2.0) -> bool:
+    assert watch.fd is not None
+    ready, _, _ = select.select([watch.fd], [], [], timeout)
+    return bool(ready) and watch.drain()
+
+
+def test_the_unlink_watch_wakes_on_the_lock_file_only(tmp_path: Path) -> None:
+    """[L] gt down / gt daemon stop unlink daemon.lock (gastown-2026.md §6.11): a pass
+    must re-take it at once; the keeper's own rewrites of state.json beside it are not a
+    reason to wake (they happen every pass)."""
+    lock = tmp_path / "daemon" / "daemon.lock"
+    lock.parent.mkdir()
+    lock.touch()
+    watch = UnlinkWatch(lock)
+    try:
+        state = lock.with_name("state.json")
+        tmp = lock.with_name(".state.json.tmp")
+        tmp.write_text("{}")
+        os.replace(tmp, state)  # an atomic write beside the lock
+        pid = lock.with_name("daemon.pid")
+        pid.touch()
+        pid.unlink()  # gt down removes daemon.pid too
+        state.unlink()
+        assert not unlink_woken(watch, 0.3)
+        lock.unlink()  # gt down, phase 4
+        assert unlink_woken(watch)
+        lock.touch()  # re-created (by one of us): no wake for that
+        assert not unlink_woken(watch, 0.3)
+        fresh = lock.with_name("daemon.lock.new")
+        fresh.touch()
+        os.replace(fresh, lock)  # a `gt daemon run` won a new file: replaced
+        assert unlink_woken(watch)
+    finally:
+        watch.close()
+
+
+def test_the_loop_wait_returns_when_the_lock_is_unlinked(tmp_path: Path) -> None:
+    lock = tmp_path / "daemon.lock"
+    lock.touch()
+    watch = UnlinkWatch(lock)
+    signals = _Signals()
+    timer = threading.Timer(0.3, lock.unlink)
+    try:
+        timer.start()
+        started = time.monotonic()
+        while not signals.wake and time.monotonic() - started < 30:
+            signals.wait(60, None, watch)
+        assert signals.wake, "no pass asked for when daemon.lock was unlinked"
+        assert time.monotonic() - started < 30
+    finally:
+        timer.cancel()
+        timer.join()
         watch.close()
         signals.restore()
