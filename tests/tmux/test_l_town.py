@@ -249,3 +249,50 @@ def test_a_j_copy_on_another_server_blocks_the_l_start(tmp_path: Path) -> None:
         ours.stop()
         theirs.stop()
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_nudges_wait_for_the_nudge_queue_lock_of_gastown_2026_3_7(
+        l_town: Path, l_server: PrivateTmux) -> None:
+    """`gt nudge` holds .runtime/nudge_queue/<session>/.lock while it types: our nudge
+    waits for it (and gives up, typing nothing, if it stays taken)."""
+    import contextlib
+    import fcntl
+    import os
+    import threading
+
+    from gastown_units.config import Settings
+    from gastown_units.errors import ToolError
+    from gastown_units.runtime.loop import Context
+    from gastown_units.runtime.notify import Notifier
+    from gastown_units.services.sessions import SessionKeeper
+    from gastown_units.town.layout import Town
+
+    (l_town / "deacon").mkdir(exist_ok=True)
+    l_server.tmux("new-session", "-d", "-s", "hq-deacon", "-c", str(l_town / "deacon"),
+                  f"exec {sys.executable} {AGENT}")
+    poll_until(lambda: agent_record(l_town / "deacon"), timeout=20, what="agent")
+    queue = l_town / ".runtime" / "nudge_queue" / "hq-deacon"
+    queue.mkdir(parents=True)
+    fd = os.open(queue / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    settings = Settings(tmux_socket=l_server.socket)
+    from gastown_units.ports.tmux import Tmux
+
+    tmux = Tmux(socket=settings.tmux_socket)
+    keeper_ = SessionKeeper(Town(l_town), tmux, start_timeout=0.5, kill_grace=1)
+    ctx = Context(Notifier(), lambda: False)
+    inputs = l_town / "deacon" / ".agent" / "input.log"
+    try:
+        with pytest.raises(ToolError, match="nudge queue of hq-deacon stayed locked"):
+            keeper_.nudge("hq-deacon", "first nudge", ctx)
+        assert "first nudge" not in (inputs.read_text() if inputs.exists() else "")
+        timer = threading.Timer(0.2, lambda: os.close(fd))
+        timer.start()
+        keeper2 = SessionKeeper(Town(l_town), tmux, start_timeout=20, kill_grace=1)
+        assert keeper2.nudge("hq-deacon", "second nudge", ctx)
+        timer.join()
+        poll_until(lambda: inputs.exists() and "second nudge" in inputs.read_text(),
+                   timeout=20, what="the nudge typed once the lock was free")
+    finally:
+        with contextlib.suppress(OSError):  # the timer may have closed it
+            os.close(fd)
