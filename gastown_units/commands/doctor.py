@@ -26,6 +26,7 @@ from gastown_units.config_files import DEFAULT_CONFIG, config_file, layers, rig_
 from gastown_units.doctor_checks import (
     DAEMON_UNITS,
     RIG_SUPERVISORS,
+    SANDBOXED_HELPERS,
     SUPERVISORS,
     TMUX_UNIT,
     Backoff,
@@ -191,7 +192,8 @@ def parse_show(text: str) -> dict[str, Unit]:
         if name:
             units[name] = Unit(name, props.get("LoadState", ""), props.get("ActiveState", ""),
                                props.get("SubState", ""), props.get("Result", ""),
-                               props.get("User", ""))
+                               props.get("User", ""),
+                               writable=props.get("ReadWritePaths", ""))
     return units
 
 
@@ -204,7 +206,8 @@ def gather_units(rigs: tuple[str, ...]) -> dict[str, Unit]:
     wanted = {TMUX_UNIT, *DAEMON_UNITS}
     for rig in rigs:
         wanted |= {f"gastown-rig@{rig}.target", *(u.format(rig=rig) for u in RIG_SUPERVISORS)}
-    shown = _systemctl("show", "-p", "Id,LoadState,ActiveState,SubState,Result,User", "--",
+    shown = _systemctl("show", "-p", "Id,LoadState,ActiveState,SubState,Result,User,"
+                       "ReadWritePaths", "--",
                        *sorted(names | wanted))
     if not shown.ok:
         raise GastownError(f"systemctl show: {shown.error_line()}")
@@ -392,6 +395,7 @@ def gather_exposure(rigs: tuple[str, ...]) -> dict[str, float | str]:
     units = list(SUPERVISORS)
     for rig in rigs:
         units += [u.format(rig=rig) for u in RIG_SUPERVISORS]
+    units += SANDBOXED_HELPERS
     out: dict[str, float | str] = {}
     for unit in units:
         def one(unit: str = unit) -> float | str:

@@ -116,18 +116,61 @@ def merge_conf(text: str, values: Mapping[str, str]) -> str:
     return "".join(f"{each}\n" for each in lines)
 
 
-def owner_dropin(user: str, old: str | None = None) -> str:
-    """The owner drop-in; an existing one (``old``) keeps every line but its ``User=``."""
+def rw_path(path: Path) -> str:
+    """``path`` as one ``ReadWritePaths=`` entry: ``-`` (a missing town is the service's
+    error to report, not a namespace failure), quoted if it holds blanks or quotes, ``%``
+    escaped.
+
+    >>> rw_path(Path("/home/alice/gt")), rw_path(Path("/srv/my town"))
+    ('-/home/alice/gt', '"-/srv/my town"')
+    """
+    shown = str(path)
+    if "\n" in shown or not path.is_absolute():
+        raise ConfigError(f"cannot open {shown!r} to the units: not an absolute path on "
+                          "one line")
+    entry = "-" + shown.replace("%", "%%")
+    if any(c in entry for c in " \t\"'\\"):
+        entry = '"' + entry.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return entry
+
+
+def owner_dropin(user: str, old: str | None = None, town: Path | None = None) -> str:
+    """The owner drop-in: ``User=`` and the town in ``ReadWritePaths=`` (the supervisors'
+    file system is read-only but for it, README "Sandbox"). An existing one (``old``)
+    keeps every line but its ``User=``; a ``ReadWritePaths=`` line is added unless one
+    already names the town."""
+    rw = f"ReadWritePaths={rw_path(town)}" if town is not None else None
     if old is None:
-        return ("# Written by gastown-units setup: every gastown-*.service runs as the "
-                "town's owner.\n[Service]\n" f"User={user}\n")
+        header = ("# Written by gastown-units setup: every gastown-*.service runs as the "
+                  "town's owner.\n")
+        if rw is None:
+            return f"{header}[Service]\nUser={user}\n"
+        return (f"{header}# The supervisors' sandbox is read-only but for the town (README "
+                f"\"Sandbox\").\n[Service]\nUser={user}\n{rw}\n")
     lines = old.splitlines()
     users = [i for i, line in enumerate(lines) if re.match(r"\s*User\s*=", line)]
     if users:
         lines[users[-1]] = f"User={user}"
     else:
         lines += ["[Service]", f"User={user}"]
+        users = [len(lines) - 1]
+    if rw is not None and town is not None and not any(
+            _names_path(line, town) for line in lines):
+        lines.insert(users[-1] + 1, rw)
     return "".join(f"{line}\n" for line in lines)
+
+
+def _names_path(line: str, path: Path) -> bool:
+    """Whether a ``ReadWritePaths=`` line lists ``path`` (with or without ``-``/``+``)."""
+    key, sep, value = line.partition("=")
+    if not sep or key.strip() != "ReadWritePaths":
+        return False
+    try:
+        entries = shlex.split(value)
+    except ValueError:
+        return False
+    wanted = str(path).replace("%", "%%").rstrip("/") or "/"
+    return any(e.lstrip("-+").rstrip("/") == wanted for e in entries)
 
 
 def rigs_path_dropin(rigs_json: Path) -> str:
@@ -387,7 +430,8 @@ def desired(town_root: Path, owner: Owner, conf: Path, unit_dir: Path,
     owner_text = _read(unit_dir / OWNER_DROPIN)
     files = {
         conf: (conf_text, merge_conf(conf_text or "", values)),
-        unit_dir / OWNER_DROPIN: (owner_text, owner_dropin(owner.name, owner_text)),
+        unit_dir / OWNER_DROPIN: (owner_text, owner_dropin(owner.name, owner_text,
+                                                          town.root)),
         unit_dir / RIGS_PATH_DROPIN: (_read(unit_dir / RIGS_PATH_DROPIN),
                                       rigs_path_dropin(town.rigs_json)),
     }

@@ -46,11 +46,15 @@ def new_town(guest: GuestSystemd, owner: str, rigs: dict[str, str] | None = None
 
 
 def configure(guest: GuestSystemd, owner: str, settings: dict[str, str]) -> None:
-    """Write /etc/gastown/gastown.conf and the owner drop-in, as the README says."""
+    """Write /etc/gastown/gastown.conf and the owner drop-in (``User=``, and the town in
+    ``ReadWritePaths=``: the supervisors' sandbox is read-only elsewhere), as the README
+    says."""
     conf = "".join(f"{key}={value}\n" for key, value in settings.items())
     guest.write_file("/etc/gastown/gastown.conf", conf)
+    town = settings.get("GT_TOWN_ROOT")
+    writable = f"ReadWritePaths=-{town}\n" if town else ""
     guest.write_file("/etc/systemd/system/gastown-.service.d/owner.conf",
-                     f"[Service]\nUser={owner}\n")
+                     f"[Service]\nUser={owner}\n{writable}")
     guest.systemctl("daemon-reload")
 
 

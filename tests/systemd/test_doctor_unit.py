@@ -91,6 +91,52 @@ def test_healthy_town_passes_as_root_and_as_the_owner(guest: GuestSystemd, town:
     assert code == 0 and not failed(lines), "\n".join(lines)
 
 
+# Every unit that runs our code in the sandbox: the supervisors and the helpers (not the
+# tmux host, which is deliberately unsandboxed: the agents inherit its sandbox).
+FAILED = f"gastown-witness@{RIG}.service"
+SANDBOXED = ("gastown-deacon-keeper.service", "gastown-lifecycle-mail.service",
+             "gastown-polecat-health.service", f"gastown-witness@{RIG}.service",
+             f"gastown-refinery@{RIG}.service", f"gastown-failed@{FAILED}.service",
+             "gastown-resume.service", "gastown-rigs.service")
+
+
+def test_every_sandboxed_unit_has_exposure_at_most_4(guest: GuestSystemd, town: str) -> None:
+    """The exposure figure is a score of the unit's settings (owner drop-in included),
+    not a timing: each one at most EXPOSURE_MAX (4.0), also doctor's limit."""
+    from gastown_units.doctor_checks import EXPOSURE_MAX, parse_exposure
+
+    assert EXPOSURE_MAX == 4.0
+    figures: dict[str, float | None] = {}
+    for unit in SANDBOXED:
+        result = guest.run(["systemd-analyze", "security", "--no-pager", unit], check=False)
+        figures[unit] = parse_exposure(result.stdout)
+    print("\n".join(f"exposure {unit}: {figure}" for unit, figure in figures.items()))
+    assert all(f is not None and f <= EXPOSURE_MAX for f in figures.values()), figures
+    tmux = guest.run(["systemd-analyze", "security", "--no-pager", TMUX], check=False)
+    print(f"exposure {TMUX} (unsandboxed on purpose): {parse_exposure(tmux.stdout)}")
+
+
+def test_the_sandbox_keeps_the_town_writable_and_the_rest_read_only(
+        guest: GuestSystemd, town: str) -> None:
+    """The deacon keeper's file-system settings, as loaded (owner drop-in included), and a
+    transient unit run with them as the owner: the town and /tmp writable, /etc and the
+    owner's home outside the town read-only."""
+    props = guest.show("gastown-deacon-keeper.service", "ReadWritePaths", "ProtectSystem",
+                       "ProtectHome", "PrivateTmp")
+    assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "read-only", props
+    assert props["PrivateTmp"] == "no", props
+    assert town in props["ReadWritePaths"] and "/tmp" in props["ReadWritePaths"].split(), props
+    script = (f"touch {town}/daemon/.sandbox-probe && rm {town}/daemon/.sandbox-probe && "
+              "touch /tmp/.sandbox-probe && rm /tmp/.sandbox-probe && "
+              f"! touch /home/{OWNER}/.sandbox-probe 2>/dev/null && "
+              "! touch /etc/.sandbox-probe 2>/dev/null && echo sandbox-ok")
+    result = guest.run(["systemd-run", "--wait", "--pipe", "--quiet", f"--uid={OWNER}",
+                        "-p", "ProtectSystem=strict", "-p", "ProtectHome=read-only",
+                        "-p", f"ReadWritePaths=/tmp /var/tmp -{town}",
+                        "/bin/sh", "-c", script], check=False, timeout=60)
+    assert result.stdout.strip() == "sandbox-ok", (result.stdout, result.stderr)
+
+
 def test_bd_not_on_the_units_path(guest: GuestSystemd, town: str) -> None:
     configure(guest, OWNER, settings(town, path="/usr/bin:/bin"))
     try:

@@ -100,7 +100,7 @@ def test_dry_run_prints_every_change_and_changes_nothing(guest: GuestSystemd,
     assert "found gt: /usr/local/bin/gt" in out and "found bd: /usr/local/bin/bd" in out
     assert f"would change {CONF}:" in out and f"+GT_TOWN_ROOT={town}" in out
     assert f"would create {OWNER_DROPIN}:\n" in out
-    assert f"    [Service]\n    User={OWNER}\n" in out
+    assert f"    [Service]\n    User={OWNER}\n    ReadWritePaths=-{town}\n" in out
     assert f"PathChanged={town}/mayor/rigs.json" in out
     assert "would run: systemctl daemon-reload" in out
     assert "would run: systemctl enable " in out and "gastown-rig@alpha.target" in out
@@ -156,7 +156,16 @@ def test_setup_alone_brings_the_town_up(guest: GuestSystemd, town: str) -> None:
     path = next(line for line in lines if line.startswith("PATH="))
     assert set(path.removeprefix("PATH=").split(":")[:2]) == {
         f"/home/{OWNER}/.local/bin", "/usr/local/bin"}  # the tools' directories first
-    assert guest.read_file(OWNER_DROPIN).endswith(f"[Service]\nUser={OWNER}\n")
+    assert guest.read_file(OWNER_DROPIN).endswith(
+        f"[Service]\nUser={OWNER}\nReadWritePaths=-{town}\n")
+    # The town is writable in the supervisors' sandbox, the rest of the file system not;
+    # the tmux host (the agents' parent) has no sandbox at all.
+    assert town in guest.show("gastown-witness@alpha.service",
+                              "ReadWritePaths").get("ReadWritePaths", "")
+    assert guest.show("gastown-witness@alpha.service", "ProtectSystem")["ProtectSystem"] \
+        == "strict"
+    tmux = guest.show("gastown-tmux.service", "ReadWritePaths", "ProtectSystem")
+    assert not tmux.get("ReadWritePaths") and tmux.get("ProtectSystem") == "no", tmux
     assert guest.show("gastown-witness@alpha.service", "User")["User"] == OWNER
     assert guest.show("gastown-rigs.service", "User")["User"] == "root"
 

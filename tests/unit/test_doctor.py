@@ -22,7 +22,8 @@ def _units(rigs: tuple[str, ...]) -> dict[str, Unit]:
     units = {dc.TMUX_UNIT: Unit(dc.TMUX_UNIT, "loaded", "active", "running", "success",
                                 "alice", "enabled")}
     for name in dc.SUPERVISORS:
-        units[name] = Unit(name, "loaded", "active", "running", "success", "alice", "enabled")
+        units[name] = Unit(name, "loaded", "active", "running", "success", "alice", "enabled",
+                           "/tmp /var/tmp -/home/alice/gt")
     for rig in rigs:
         units[f"gastown-rig@{rig}.target"] = Unit(f"gastown-rig@{rig}.target", "loaded",
                                                   "active", "active", "success", "", "enabled")
@@ -33,7 +34,7 @@ def _units(rigs: tuple[str, ...]) -> dict[str, Unit]:
 
 def healthy() -> Facts:
     rigs = ("alpha", "beta", "gamma")
-    exposure: dict[str, float | str] = {u: 5.2 for u in dc.SUPERVISORS}
+    exposure: dict[str, float | str] = {u: 2.2 for u in dc.SUPERVISORS}
     return Facts(
         town_root=Path("/home/alice/gt"), rigs=rigs, path="/usr/local/bin:/usr/bin:/bin",
         path_source="PATH in /etc/gastown/gastown.conf",
@@ -70,7 +71,7 @@ def test_a_healthy_town_passes_every_check() -> None:
     assert f"✓ {dc.TMUX_UNIT} runs as the owner (alice)" in lines
     assert "✓ 2 agent sessions of the town on this server, none on another server of the " \
            "owner" in lines
-    assert any(line.startswith("✓ gastown-deacon-keeper.service exposure 5.2") for line in lines)
+    assert any(line.startswith("✓ gastown-deacon-keeper.service exposure 2.2") for line in lines)
 
 
 def test_town_not_set_and_unreadable() -> None:
@@ -207,12 +208,23 @@ def test_state_files_set_aside() -> None:
     assert str(path) in bad.detail and "remove the .bad" in bad.fix
 
 
+def test_town_read_only_in_the_sandbox() -> None:
+    facts = healthy()
+    unit = "gastown-lifecycle-mail.service"
+    units = {**facts.units, unit: dataclasses.replace(facts.units[unit], writable="/tmp")}
+    bad = only_failure(dataclasses.replace(facts, units=units))
+    assert bad.detail == f"town /home/alice/gt is read-only in the sandbox of {unit}"
+    assert "ReadWritePaths=-/home/alice/gt" in bad.fix and dc.OWNER_DROPIN in bad.fix
+    lines = [c.lines()[0] for c in dc.run_checks(facts)]
+    assert "✓ town /home/alice/gt writable in the supervisors' sandbox" in lines
+
+
 def test_hardening() -> None:
     facts = healthy()
     unit = "gastown-polecat-health.service"
     bad = only_failure(dataclasses.replace(facts, exposure={
         **facts.exposure, unit: dc.EXPOSURE_MAX + 0.1}))
-    assert bad.detail == f"{unit} exposure 6.1 (above 6.0)"
+    assert bad.detail == f"{unit} exposure 4.1 (above 4.0)"
     assert f"systemd-analyze security {unit}" in bad.fix
     skipped = dc.run_checks(dataclasses.replace(facts, analyze_missing=True, exposure={}))
     assert [c.ok for c in skipped if c.name == "hardening"] == [None]

@@ -111,6 +111,18 @@ def test_dropins() -> None:
         "[Service]\nUser=alice\nGroup=gt\n"
     assert owner_dropin("alice", "[Service]\nNice=5\n") == \
         "[Service]\nNice=5\n[Service]\nUser=alice\n"
+    # with the town: ReadWritePaths= (the supervisors' sandbox), once
+    town = Path("/home/alice/gt")
+    fresh = owner_dropin("alice", None, town)
+    assert fresh.endswith("[Service]\nUser=alice\nReadWritePaths=-/home/alice/gt\n")
+    assert owner_dropin("alice", fresh, town) == fresh
+    assert owner_dropin("alice", "[Service]\nUser=bob\nNice=5\n", town) == \
+        "[Service]\nUser=alice\nReadWritePaths=-/home/alice/gt\nNice=5\n"
+    by_hand = "[Service]\nUser=alice\nReadWritePaths=/tmp/x /home/alice/gt/\n"
+    assert owner_dropin("alice", by_hand, town) == by_hand
+    assert owner_dropin("alice", None, Path("/srv/my town")).endswith(
+        'ReadWritePaths="-/srv/my town"\n')
+    assert "ReadWritePaths=-/t/50%%\n" in owner_dropin("a", None, Path("/t/50%"))
     assert rigs_path_dropin(Path("/home/a/gt/mayor/rigs.json")).endswith(
         "[Path]\nPathChanged=/home/a/gt/mayor/rigs.json\n")
     assert "PathChanged=/t/50%%/rigs.json" in rigs_path_dropin(Path("/t/50%/rigs.json"))
