@@ -119,20 +119,22 @@ def test_every_sandboxed_unit_has_exposure_at_most_4(guest: GuestSystemd, town: 
 def test_the_sandbox_keeps_the_town_writable_and_the_rest_read_only(
         guest: GuestSystemd, town: str) -> None:
     """The deacon keeper's file-system settings, as loaded (owner drop-in included), and a
-    transient unit run with them as the owner: the town and /tmp writable, /etc and the
-    owner's home outside the town read-only."""
+    transient unit run with them as the owner: the town and /tmp writable, the system
+    (/etc, /usr) read-only."""
     props = guest.show("gastown-deacon-keeper.service", "ReadWritePaths", "ProtectSystem",
-                       "ProtectHome", "PrivateTmp")
+                       "ProtectHome", "PrivateTmp", "CapabilityBoundingSet")
     assert props["ProtectSystem"] == "strict" and props["ProtectHome"] == "read-only", props
     assert props["PrivateTmp"] == "no", props
-    assert town in props["ReadWritePaths"] and "/tmp" in props["ReadWritePaths"].split(), props
+    paths = props["ReadWritePaths"].split()
+    assert f"-{town}" in paths and "/tmp" in paths and "-/home" in paths, props
     script = (f"touch {town}/daemon/.sandbox-probe && rm {town}/daemon/.sandbox-probe && "
               "touch /tmp/.sandbox-probe && rm /tmp/.sandbox-probe && "
-              f"! touch /home/{OWNER}/.sandbox-probe 2>/dev/null && "
+              "! touch /usr/.sandbox-probe 2>/dev/null && "
               "! touch /etc/.sandbox-probe 2>/dev/null && echo sandbox-ok")
-    result = guest.run(["systemd-run", "--wait", "--pipe", "--quiet", f"--uid={OWNER}",
-                        "-p", "ProtectSystem=strict", "-p", "ProtectHome=read-only",
-                        "-p", f"ReadWritePaths=/tmp /var/tmp -{town}",
+    result = guest.run(["systemd-run", "--wait", "--pipe", "--quiet", "-p",
+                        "ProtectSystem=strict", "-p", "ProtectHome=read-only",
+                        "-p", f"ReadWritePaths={props['ReadWritePaths']}",
+                        "-p", f"CapabilityBoundingSet={props['CapabilityBoundingSet']}",
                         "/bin/sh", "-c", script], check=False, timeout=60)
     assert result.stdout.strip() == "sandbox-ok", (result.stdout, result.stderr)
 
