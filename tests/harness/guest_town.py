@@ -58,9 +58,12 @@ def configure(guest: GuestSystemd, owner: str, settings: dict[str, str]) -> None
     guest.systemctl("daemon-reload")
 
 
-def tmux_panes(guest: GuestSystemd, owner: str) -> dict[str, tuple[int, str]]:
-    """Session name -> (pane PID, command) on the owner's default tmux server."""
-    result = guest.run(["tmux", "-N", "list-panes", "-a", "-F",
+def tmux_panes(guest: GuestSystemd, owner: str, socket: str | None = None
+               ) -> dict[str, tuple[int, str]]:
+    """Session name -> (pane PID, command) on the owner's default tmux server, or on
+    ``tmux -L socket`` (an [L] town's own)."""
+    result = guest.run(["tmux", "-N", *(["-L", socket] if socket else []), "list-panes",
+                        "-a", "-F",
                         "#{session_name}\t#{pane_pid}\t#{pane_current_command}"],
                        user=owner, check=False)
     panes: dict[str, tuple[int, str]] = {}

@@ -16,7 +16,7 @@ import sys
 import time
 
 from tests.harness.guest import GuestSystemd
-from tests.harness.guest_town import STANDIN_DIR, configure, new_town
+from tests.harness.guest_town import STANDIN_DIR, configure, new_town, tmux_panes
 from tests.harness.operator_day import run_in_guest, show
 
 OWNER = "lena"
@@ -27,15 +27,9 @@ UNITS = ("gastown.target", "gastown-deacon-keeper", "gastown-lifecycle-mail",
 
 
 def panes(guest: GuestSystemd, socket: str) -> dict[str, int]:
-    result = guest.run(["tmux", "-N", "-L", socket, "list-panes", "-a", "-F",
-                        "#{session_name}\t#{pane_pid}\t#{pane_current_command}"],
-                       user=OWNER, check=False)
-    found: dict[str, int] = {}
-    for line in result.stdout.splitlines():
-        name, pid, command = line.split("\t")
-        if command == "claude":
-            found.setdefault(name, int(pid))
-    return found
+    """Sessions on the town's socket whose pane runs the agent."""
+    return {name: pid for name, (pid, command) in tmux_panes(guest, OWNER, socket).items()
+            if command == "claude"}
 
 
 def wait(guest: GuestSystemd, what: str, check: object, timeout: float = 90) -> bool:

@@ -68,16 +68,7 @@ def town(guest: GuestSystemd, dialect: str) -> Iterator[str]:
 
 def _panes(guest: GuestSystemd, town: str, dialect: str) -> dict[str, tuple[int, str]]:
     """The town's panes: [J] the owner's default server, [L] the town's own socket."""
-    if dialect == "J":
-        return tmux_panes(guest, OWNER)
-    result = guest.run(["tmux", "-N", "-L", l_socket(town), "list-panes", "-a", "-F",
-                        "#{session_name}\t#{pane_pid}\t#{pane_current_command}"],
-                       user=OWNER, check=False)
-    found: dict[str, tuple[int, str]] = {}
-    for line in result.stdout.splitlines():
-        name, pid, command = line.split("\t")
-        found.setdefault(name, (int(pid), command))
-    return found
+    return tmux_panes(guest, OWNER, None if dialect == "J" else l_socket(town))
 
 
 def _gt(guest: GuestSystemd, town: str, *args: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from tests.harness.guest_town import (
     agent_record,
     configure,
     new_town,
+    tmux_panes,
     unit_of,
 )
 
@@ -40,14 +41,7 @@ def town(guest: GuestSystemd) -> Iterator[str]:
 
 
 def panes(guest: GuestSystemd, socket: str) -> dict[str, tuple[int, str]]:
-    result = guest.run(["tmux", "-N", "-L", socket, "list-panes", "-a", "-F",
-                        "#{session_name}\t#{pane_pid}\t#{pane_current_command}"],
-                       user=OWNER, check=False)
-    found: dict[str, tuple[int, str]] = {}
-    for line in result.stdout.splitlines():
-        name, pid, command = line.split("\t")
-        found.setdefault(name, (int(pid), command))
-    return found
+    return tmux_panes(guest, OWNER, socket)
 
 
 def running(guest: GuestSystemd, socket: str, session: str) -> int | None:
