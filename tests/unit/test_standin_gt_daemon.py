@@ -8,13 +8,13 @@ tests/tmux/test_gt_coexist.py.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,11 +27,15 @@ GT = STANDINS / "gt"
 ISOLATE = ("GT_", "BD_", "BEADS_", "STANDIN_", "CLAUDE", "TMUX")
 
 
-def _env() -> dict[str, str]:
+def _socket(town: Path) -> str:
+    """The test's own socket (never the default server); ``gt up`` may start a server
+    on it, which the ``town`` fixture ends."""
+    return f"gtu-none-{hashlib.sha256(str(town).encode()).hexdigest()[:8]}"
+
+
+def _env(town: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATE)}
-    # never the default tmux server: sockets no server listens on
-    env["GT_STANDIN_TMUX_SOCKET"] = f"gtu-none-{uuid.uuid4().hex[:8]}"
-    env["GT_TMUX_SOCKET"] = f"gtu-none-{uuid.uuid4().hex[:8]}"
+    env["GT_STANDIN_TMUX_SOCKET"] = env["GT_TMUX_SOCKET"] = _socket(town)
     return env
 
 
@@ -41,7 +45,7 @@ def dialect(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def town(tmp_path: Path, dialect: str) -> Path:
+def town(tmp_path: Path, dialect: str) -> Iterator[Path]:
     root = tmp_path / "town"
     (root / "mayor").mkdir(parents=True)
     (root / "mayor" / "town.json").write_text('{"type":"town","version":2,"name":"t"}\n')
@@ -51,11 +55,15 @@ def town(tmp_path: Path, dialect: str) -> Path:
     (root / ".standin").mkdir()
     (root / ".standin" / "gt.dialect").write_text(dialect)
     (root / ".standin" / "gt.daemon-wait").write_text("5")
-    return root
+    try:
+        yield root
+    finally:  # a server that gt up started for its sessions
+        subprocess.run(["tmux", "-L", _socket(root), "kill-server"], capture_output=True,
+                       timeout=10, check=False)
 
 
 def gt(town: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(GT), *args], cwd=town, env=_env(),
+    return subprocess.run([sys.executable, str(GT), *args], cwd=town, env=_env(town),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -71,7 +79,7 @@ def shared_holder(town: Path) -> Iterator[int]:
 
 
 def _daemon_run(town: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(GT), "daemon", "run"], cwd=town, env=_env(),
+    return subprocess.Popen([sys.executable, str(GT), "daemon", "run"], cwd=town, env=_env(town),
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
