@@ -57,9 +57,11 @@ def town(tmp_path: Path, dialect: str) -> Iterator[Path]:
     (root / ".standin" / "gt.daemon-wait").write_text("5")
     try:
         yield root
-    finally:  # a server that gt up started for its sessions
+    finally:  # a server that gt up started for its sessions, and its socket file
         subprocess.run(["tmux", "-L", _socket(root), "kill-server"], capture_output=True,
                        timeout=10, check=False)
+        tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        (Path(tmpdir) / f"tmux-{os.getuid()}" / _socket(root)).unlink(missing_ok=True)
 
 
 def gt(town: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
