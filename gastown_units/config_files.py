@@ -131,6 +131,20 @@ def rig_config_file(rig: str, town_file: Path | None) -> Path:
     return base / f"{rig}.conf"
 
 
+#: PATH of a unit that sets none (systemd's default for system services, v252).
+SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def configured_path(environ: Mapping[str, str], rig: str | None = None
+                    ) -> tuple[str, str] | None:
+    """The PATH the configuration files give the units (``EnvironmentFile=``), and the
+    file; None when they set none. The caller's own PATH is not the units'."""
+    for layer in reversed(layers(environ, rig).layers):
+        if layer.source != "environment" and "PATH" in layer.values:
+            return layer.values["PATH"], layer.source
+    return None
+
+
 def layers(environ: Mapping[str, str], rig: str | None = None) -> Layers:
     """The town file, the rig's file (when ``rig``), then ``environ``."""
     found: list[Layer] = []

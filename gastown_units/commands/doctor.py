@@ -22,7 +22,14 @@ from typing import Any, TypeVar
 import click
 
 from gastown_units.config import Settings
-from gastown_units.config_files import DEFAULT_CONFIG, config_file, layers, rig_config_file
+from gastown_units.config_files import (
+    DEFAULT_CONFIG,
+    SYSTEMD_DEFAULT_PATH,
+    config_file,
+    configured_path,
+    layers,
+    rig_config_file,
+)
 from gastown_units.doctor_checks import (
     DAEMON_UNITS,
     RIG_SUPERVISORS,
@@ -50,8 +57,6 @@ from gastown_units.town.layout import Town
 
 T = TypeVar("T")
 
-#: PATH of a unit that sets none (systemd's default for system services, v252).
-SYSTEMD_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSTEMD_DIR = Path("/run/systemd/system")
 TIMEOUT = 10.0
 MAX_WALK = 20_000  # entries of daemon/ looked at for *.bad files
@@ -75,9 +80,9 @@ def units_path(environ: Mapping[str, str], systemd: bool, rig: str | None = None
     """The PATH the units run with and where it comes from: the configuration files'
     PATH (``EnvironmentFile=``; a rig's units also read ``rigs/<rig>.conf``), else the
     service manager's, else systemd's default. The caller's own PATH is not the units'."""
-    for layer in reversed(layers(environ, rig).layers):
-        if layer.source != "environment" and "PATH" in layer.values:
-            return layer.values["PATH"], f"PATH in {layer.source}"
+    configured = configured_path(environ, rig)
+    if configured is not None:
+        return configured[0], f"PATH in {configured[1]}"
     if systemd:
         try:
             result = _systemctl("show-environment")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gastown_units.config import Settings
+from gastown_units.config_files import SYSTEMD_DEFAULT_PATH, configured_path
 from gastown_units.errors import GastownError
 from gastown_units.ports import runner
 from gastown_units.town.dialect import (
@@ -117,8 +118,12 @@ def classify_names(names: Iterable[str], rigs: Mapping[str, Rig]
 
 
 def gt_version(town: Town, gt_bin: str, timeout: float, cache: Path | None) -> str | None:
-    """``gt version`` output, None when it fails; cached per binary identity."""
-    path = shutil.which(gt_bin)
+    """``gt version`` output, None when it fails; cached per binary identity. The binary
+    is looked up as the units find it: our PATH, else the configured one, else systemd's
+    default (an operator's ``status``/``doctor`` as root often has neither on its PATH)."""
+    configured = configured_path(os.environ)
+    path = shutil.which(gt_bin) or shutil.which(
+        gt_bin, path=configured[0] if configured else SYSTEMD_DEFAULT_PATH)
     if path is None:
         return None
     try:
@@ -135,7 +140,7 @@ def gt_version(town: Town, gt_bin: str, timeout: float, cache: Path | None) -> s
         except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             pass
     try:
-        result = runner.run([gt_bin, "version"], timeout=timeout, cwd=town.root)
+        result = runner.run([path, "version"], timeout=timeout, cwd=town.root)
     except GastownError as exc:
         log.debug("gt version failed: %s", exc)
         return None

@@ -227,3 +227,21 @@ def test_resolve_without_evidence_is_j_on_the_configured_socket(tmp_path: Path) 
     assert forced.verdict.dialect is Dialect.L
     assert forced.socket == socket_name(str(town.root))
     assert forced.naming.prefix("gastown") == "gt"
+
+
+def test_gt_version_finds_gt_where_the_units_do(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``status``/``doctor`` as root: gt is on the units' configured PATH only."""
+    town = _town(tmp_path)
+    tools = tmp_path / "owner-bin"
+    tools.mkdir()
+    gt = tools / "gt"
+    gt.write_text("#!/bin/sh\necho 'gt version 0.9.0 (dev)'\n")
+    gt.chmod(0o755)
+    conf = tmp_path / "gastown.conf"
+    conf.write_text(f"PATH={tools}:/usr/bin:/bin\n")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("GT_CONFIG", str(conf))
+    assert dialect_probe.gt_version(town, "gt", 5.0, None) == "gt version 0.9.0 (dev)"
+    monkeypatch.setenv("GT_CONFIG", "")  # no configured PATH: not found there
+    assert dialect_probe.gt_version(town, "gt", 5.0, None) != "gt version 0.9.0 (dev)"
