@@ -6,6 +6,7 @@ with their own code (78 for configuration errors, which units never restart on).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shlex
@@ -82,7 +83,33 @@ def _parse_with(knob: Knob) -> Callable[[click.Context, click.Parameter, Any], A
     return parse
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands whose modules are imported only when they run: a unit's service (and the
+# polecat-health oneshot on the event path) starts without loading doctor, setup, ...
+LAZY_COMMANDS = {
+    "attach": "agents:attach", "capture": "agents:capture", "logs": "agents:logs",
+    "hold": "agents:hold", "release": "agents:release", "doctor": "doctor:doctor",
+    "unit-failed": "unit_failed:unit_failed", "resume": "resume:resume_cmd",
+    "setup": "setup:setup_cmd", "sync-rigs": "sync_rigs:sync_rigs_cmd",
+    "tmux-stop": "tmux_stop:tmux_stop_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module (``gastown_units.commands.*``) on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, attr = LAZY_COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(f"gastown_units.commands.{module}"),
+                              attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gastown-units")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               metavar="FILE",
@@ -333,20 +360,6 @@ def show_config(rig: str | None) -> None:
                    f"{knob.help}")
 
 
-from gastown_units.commands.doctor import doctor  # noqa: E402
-
-cli.add_command(doctor)
-from gastown_units.commands import agents as _agents  # noqa: E402 - needs cli defined
-
-for _command in _agents.COMMANDS:
-    cli.add_command(_command)
-
-
-from gastown_units.commands.unit_failed import unit_failed  # noqa: E402
-
-cli.add_command(unit_failed)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising."""
     try:
@@ -367,14 +380,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"gastown-units: {exc}", err=True)
         return exc.exit_code
     return 0
-
-
-from gastown_units.commands.resume import resume_cmd  # noqa: E402
-from gastown_units.commands.setup import setup_cmd  # noqa: E402
-from gastown_units.commands.sync_rigs import sync_rigs_cmd  # noqa: E402
-from gastown_units.commands.tmux_stop import tmux_stop_cmd  # noqa: E402
-
-cli.add_command(resume_cmd)
-cli.add_command(setup_cmd)
-cli.add_command(sync_rigs_cmd)
-cli.add_command(tmux_stop_cmd)
