@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ from gastown_units.ports.dialect_probe import town_naming
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
 from gastown_units.runtime.loop import Service, run_service
+from gastown_units.runtime.wake import EVENT_HOOK_INDEX, EVENT_HOOKS, hook_command
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import load_rigs, rig_prefixes
@@ -198,15 +198,14 @@ def _town_server(settings: Settings, *, refuse_unknown: bool = False) -> Setting
     return settled
 
 
-EVENT_HOOKS = ("session-closed", "pane-died")
-EVENT_HOOK_INDEX = 77  # our slot in tmux's hook arrays, leaving others' hooks alone
 
 
 @cli.command("tmux-ready")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
 @click.option("--event-file", type=click.Path(path_type=Path), default=None,
               help="Touch this file from global tmux hooks when a session closes or a "
-                   "pane dies (the polecat-health .path unit watches it).")
+                   "pane dies, and create FILE.pending (the polecat-health .path "
+                   "unit's trigger).")
 def tmux_ready(timeout: float, event_file: Path | None) -> None:
     """Wait until the tmux server answers, then set the event hooks (ExecStartPost)."""
     settings = _town_server(Settings.load())
@@ -223,7 +222,7 @@ def tmux_ready(timeout: float, event_file: Path | None) -> None:
         time.sleep(0.05)
     if event_file is not None:
         event_file.touch()
-        command = f"run-shell -b {shlex.quote(': > ' + shlex.quote(str(event_file)))}"
+        command = hook_command(event_file)
         for hook in EVENT_HOOKS:
             tmux.set_global_hook(f"{hook}[{EVENT_HOOK_INDEX}]", command)
 

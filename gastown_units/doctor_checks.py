@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gastown_units.runtime.wake import EVENT_HOOK_INDEX, EVENT_HOOKS, pending_marker
+
 #: Highest ``systemd-analyze security`` exposure a sandboxed unit may have (one place; the
 #: units ship at about 2, README "Sandbox"; the systemd ring asserts it for every one).
 EXPOSURE_MAX = 4.0
@@ -30,8 +32,6 @@ RIG_SUPERVISORS = ("gastown-witness@{rig}.service", "gastown-refinery@{rig}.serv
 # The other units that run our code in the same sandbox (judged like the supervisors).
 SANDBOXED_HELPERS = ("gastown-resume.service", "gastown-rigs.service")
 DAEMON_UNITS = ("gastown-daemon.service", "gt-daemon.service")
-EVENT_HOOKS = ("session-closed", "pane-died")
-EVENT_HOOK_INDEX = 77
 EVENT_FILE = "/run/gastown-tmux/events"
 
 
@@ -296,10 +296,17 @@ def check_tmux_host(facts: Facts) -> list[Check]:
         return checks
     checks.append(Check("tmux-server", True, f"tmux server answers at {tmux.where}"))
     missing = [h for h in EVENT_HOOKS if not _has_hook(tmux.hooks, h)]
-    if missing:
+    marker = pending_marker(Path(EVENT_FILE)).name
+    outdated = [h for h in EVENT_HOOKS if h not in missing
+                and not _has_hook(tmux.hooks, h, marker)]
+    if missing or outdated:
+        what = (f"event hooks missing: {', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in missing)}"
+                if missing else
+                f"event hooks of an older version (they do not create {marker}, so a death "
+                f"during a polecat-health sweep waits for the timer): "
+                f"{', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in outdated)}")
         checks.append(Check(
-            "tmux-hooks", False,
-            f"event hooks missing: {', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in missing)}",
+            "tmux-hooks", False, what,
             f"as {facts.town_dir_owner or 'the owner'}: gastown-units tmux-ready "
             f"--event-file {EVENT_FILE} (what {TMUX_UNIT}'s ExecStartPost runs; "
             f"systemctl restart {TMUX_UNIT} does it too, but ends the agents of a server "
@@ -311,16 +318,19 @@ def check_tmux_host(facts: Facts) -> list[Check]:
     return checks
 
 
-def _has_hook(hooks: str, hook: str) -> bool:
-    """Whether ``show-hooks`` output sets ``hook[77]``.
+def _has_hook(hooks: str, hook: str, naming: str = "") -> bool:
+    """Whether ``show-hooks`` output sets ``hook[77]`` (to a command naming ``naming``).
 
     >>> _has_hook("session-closed[77] run-shell -b ': > /run/x'\\n", "session-closed")
     True
+    >>> _has_hook("session-closed[77] run-shell -b ': > /run/x'\\n", "session-closed",
+    ...           "x.pending")
+    False
     >>> _has_hook("session-closed[0] x\\npane-died\\n", "pane-died")
     False
     """
-    prefix = f"{hook}[{EVENT_HOOK_INDEX}]"
-    return any(line.startswith(prefix + " ") for line in hooks.splitlines())
+    prefix = f"{hook}[{EVENT_HOOK_INDEX}] "
+    return any(line.startswith(prefix) and naming in line for line in hooks.splitlines())
 
 
 def _split_town(facts: Facts) -> Check:

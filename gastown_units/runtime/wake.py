@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import shlex
 import struct
 from pathlib import Path
 
@@ -29,6 +30,35 @@ IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF
          | IN_MOVE_SELF)
+
+
+# The global tmux hooks gastown-tmux.service sets (``gastown-units tmux-ready``), in our own
+# slot of tmux's hook arrays so that others' hooks are left alone.
+EVENT_HOOKS = ("session-closed", "pane-died")
+EVENT_HOOK_INDEX = 77
+
+
+def pending_marker(event_file: Path) -> Path:
+    """The file each hook creates beside the event file: it stays until a polecat-health
+    sweep takes it (``PathExists=`` in the .path unit), so an event during a sweep starts
+    the next one even in the milliseconds after the sweep's last look.
+
+    >>> pending_marker(Path("/run/gastown-tmux/events"))
+    PosixPath('/run/gastown-tmux/events.pending')
+    """
+    return event_file.with_name(event_file.name + ".pending")
+
+
+def hook_command(event_file: Path) -> str:
+    """The tmux command of every event hook: rewrite the event file (long-running services
+    watch its directory), then create the pending marker (the oneshot's trigger).
+
+    >>> hook_command(Path("/run/gastown-tmux/events"))
+    "run-shell -b ': > /run/gastown-tmux/events; : > /run/gastown-tmux/events.pending'"
+    """
+    marker = pending_marker(event_file)
+    shell = f": > {shlex.quote(str(event_file))}; : > {shlex.quote(str(marker))}"
+    return f"run-shell -b {shlex.quote(shell)}"
 
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name

@@ -16,6 +16,7 @@ mail incidents and restart backoff persist between sweeps.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,7 @@ from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import pending_marker
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
 from gastown_units.services.polecat_plan import (
@@ -58,6 +60,17 @@ from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
+
+MAX_SWEEPS = 5  # sweeps in a row while events keep arriving (then the .path unit's turn)
+EVENT_POLL = 0.05  # while waiting for a backoff: how often the pending marker is looked for
+STUCK_MARKER_PAUSE = 10.0  # the marker cannot be removed: at most one sweep this often
+
+
+def triggered() -> bool:
+    """Whether systemd started us through the .path or .timer unit (``$TRIGGER_UNIT``,
+    systemd ≥ 251), not an operator's ``systemctl start`` or ``--once`` by hand: only then
+    may the sweep stay for a backoff (a start by hand returns when its sweep is done)."""
+    return bool(os.environ.get("TRIGGER_UNIT"))
 
 
 class RestartError(GastownError):
@@ -103,6 +116,8 @@ class PolecatHealth(TownService):
                              s.crash_loop_window, s.restart_stable_reset)
         self.limits = Limits(s.gupp_timeout, s.spawn_grace, s.mass_death_count,
                              s.mass_death_window)
+        self._marker_stuck = False
+        self._backoff_due: float | None = None  # the earliest backoff end the last sweep met
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -130,19 +145,62 @@ class PolecatHealth(TownService):
 
     # --- the sweep -----------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        """Sweep; sweep again while tmux events arrived during the last sweep.
+        """Sweep while tmux events arrive; then, when started by the .path or .timer unit,
+        stay for a backoff that ends within ``GT_BACKOFF_WAIT`` and restart it then.
 
-        A ``.path`` unit does not queue events that arrive while its service runs, so a
-        polecat dying mid-sweep would otherwise wait for the timer.
+        The tmux hooks create a pending marker that the .path unit's ``PathExists=``
+        starts us on; each sweep takes it before it looks at tmux, so an event at any time
+        during a sweep, or in the milliseconds after its last look, is swept: by this
+        process, or by the next one that systemd starts at once when we exit.
         """
-        for _ in range(5):
+        status = self._sweeps(ctx)
+        linger_until = time.monotonic() + self.settings.backoff_wait
+        while triggered() and self._backoff_due is not None:
+            wake = time.monotonic() + max(0.0, self._backoff_due - time.time()) + 0.05
+            if wake > linger_until:
+                break
+            log.info("a crashed polecat's restart backoff ends in %.1fs: waiting for it",
+                     max(0.0, self._backoff_due - time.time()))
+            while time.monotonic() < wake and not self._events_arrived(None):
+                ctx.sleep(min(EVENT_POLL, wake - time.monotonic()))
+            status = self._sweeps(ctx)
+        return status
+
+    def _sweeps(self, ctx: Context) -> str:
+        """One sweep, and more while tmux events arrived during the last one."""
+        status = ""
+        for _ in range(MAX_SWEEPS):
             seen = self._event_stamp()
+            self._take_marker()
             status = self._sweep(ctx)
-            if self._event_stamp() == seen:
+            if not self._events_arrived(seen):
                 return status
             log.info("tmux events arrived during the sweep: sweeping again")
             ctx.progress()
         return status
+
+    def _take_marker(self) -> None:
+        """Remove the pending marker before looking at tmux (what it announced is seen)."""
+        path = self.settings.event_file
+        if path is None:
+            return
+        try:
+            pending_marker(path).unlink(missing_ok=True)
+        except OSError as exc:  # systemd would start us again at once: slow that down
+            if not self._marker_stuck:
+                log.error("cannot remove %s (%s): each sweep now waits %gs before it "
+                          "ends; give this unit write access to %s", pending_marker(path),
+                          exc.strerror or exc, STUCK_MARKER_PAUSE, path.parent)
+            self._marker_stuck = True
+
+    def _events_arrived(self, seen: int | None) -> bool:
+        """A tmux event since ``seen`` (the event file's stamp; None: marker only)."""
+        path = self.settings.event_file
+        if path is None:
+            return False
+        if not self._marker_stuck and pending_marker(path).exists():
+            return True
+        return seen is not None and self._event_stamp() != seen
 
     def _event_stamp(self) -> int | None:
         path = self.settings.event_file
@@ -151,7 +209,13 @@ class PolecatHealth(TownService):
         except OSError:
             return None
 
+    def close(self) -> None:
+        if self._marker_stuck:  # bounded: not a busy loop of oneshots
+            time.sleep(STUCK_MARKER_PAUSE)
+        super().close()
+
     def _sweep(self, ctx: Context) -> str:
+        self._backoff_due = None
         try:
             return self._sweep_once(ctx)
         finally:
@@ -373,6 +437,10 @@ class PolecatHealth(TownService):
         if plan.mass_death:
             self._mass_death(plan.mass_death)
         self.tracker = plan.tracker
+        now = time.time()
+        ends = [end for step in plan.polecats if step.act is Act.HOLD
+                if (end := self.tracker.backoff_ends(step.facts.session, now)) is not None]
+        self._backoff_due = min(ends, default=None)
         self._save(plan.state)
 
     def _perform_one(self, step: PolecatPlan, state: SweepState, report: Sweep,

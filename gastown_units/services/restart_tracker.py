@@ -132,6 +132,15 @@ class RestartTracker:
             return f"backing off for {entry.backoff_until - now:.0f}s more"
         return None
 
+    def backoff_ends(self, key: str, now: float) -> float | None:
+        """When ``key``'s backoff ends, if it is backing off now (a crash loop never ends by
+        itself: None)."""
+        entry = self.agents.get(key)
+        if entry is None or entry.crash_loop_since is not None or \
+                entry.backoff_until is None or entry.backoff_until <= now:
+            return None
+        return entry.backoff_until
+
     def loop_since(self, key: str) -> float | None:
         """When ``key``'s crash loop began, or None when it is in none."""
         entry = self.agents.get(key)

@@ -14,8 +14,12 @@ from gastown_units.cli import main
 from gastown_units.commands import doctor as gather
 from gastown_units.doctor_checks import Backoff, Check, Facts, TmuxFacts, Tool, Unit
 
-HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events\"\n"
-         "pane-died[77] run-shell -b \": > /run/gastown-tmux/events\"\n")
+HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events; "
+         ": > /run/gastown-tmux/events.pending\"\n"
+         "pane-died[77] run-shell -b \": > /run/gastown-tmux/events; "
+         ": > /run/gastown-tmux/events.pending\"\n")
+OLD_HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events\"\n"
+             "pane-died[77] run-shell -b \": > /run/gastown-tmux/events\"\n")
 
 
 def _units(rigs: tuple[str, ...]) -> dict[str, Unit]:
@@ -132,6 +136,17 @@ def test_tmux_server_down_and_hooks_missing() -> None:
     tmux = dataclasses.replace(tmux, hooks="session-closed[0] x\npane-died\n")
     assert "session-closed[77], pane-died[77]" in only_failure(
         dataclasses.replace(facts, tmux=tmux)).detail
+
+
+def test_hooks_of_an_older_version_are_named_with_the_command_that_renews_them() -> None:
+    """Hooks set before the pending marker existed: a death during a sweep would wait for
+    the timer (the tmux host keeps its hooks across a package upgrade)."""
+    facts = healthy()
+    tmux = dataclasses.replace(facts.tmux or TmuxFacts(), hooks=OLD_HOOKS)
+    bad = only_failure(dataclasses.replace(facts, tmux=tmux))
+    assert bad.detail.startswith("event hooks of an older version")
+    assert "session-closed[77], pane-died[77]" in bad.detail
+    assert "gastown-units tmux-ready --event-file /run/gastown-tmux/events" in bad.fix
 
 
 def test_split_town() -> None:
@@ -332,6 +347,9 @@ def test_hook_constants_match_what_tmux_ready_sets() -> None:
     from gastown_units import cli
 
     assert (dc.EVENT_HOOKS, dc.EVENT_HOOK_INDEX) == (cli.EVENT_HOOKS, cli.EVENT_HOOK_INDEX)
+    path_unit = Path(__file__).resolve().parents[2].joinpath(
+        "systemd", "gastown-polecat-health.path").read_text()
+    assert f"PathExists={dc.EVENT_FILE}.pending" in path_unit
     assert "--event-file " + dc.EVENT_FILE in Path(
         __file__).resolve().parents[2].joinpath("systemd", "gastown-tmux.service").read_text()
 
