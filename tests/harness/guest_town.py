@@ -151,3 +151,57 @@ def add_polecat_with_work(guest: GuestSystemd, owner: str, town: str, rig: str, 
     guest.run(["sh", "-c", _HOOK_WORK, "hook", f"{town}/{rig}", name,
                f"{prefix}-{rig}-polecat-{name}"], user=owner)
     return f"{town}/{rig}/polecats/{name}/{rig}"
+
+
+# Many polecats in one guest command: the rigs' lists are worked on by at most ``jobs``
+# background shells at once (one rig's polecats in order: one git repository each), each
+# polecat exactly as add_polecat_with_work makes it.
+_BATCH = r"""
+set -eu
+setup=$1 hook=$2 jobs=$3
+shift 3
+one_rig() {
+  while read -r rigdir name rig bead; do
+    sh -c "$setup" setup "$rigdir" "$name" "$rig"
+    sh -c "$hook" hook "$rigdir" "$name" "$bead"
+  done <"$1"
+}
+running=0
+for list in "$@"; do
+  if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+  one_rig "$list" &
+  running=$((running + 1))
+done
+status=0
+while [ "$running" -gt 0 ]; do
+  wait -n || status=$?
+  running=$((running - 1))
+done
+exit $status
+"""
+
+
+def add_polecats_with_work(guest: GuestSystemd, owner: str, town: str,
+                           polecats: dict[str, tuple[str, list[str]]], *, jobs: int = 2,
+                           timeout: float = 3600) -> list[str]:
+    """:func:`add_polecat_with_work` for many polecats in one guest command:
+    ``polecats`` maps a rig to (its bead prefix, polecat names); rigs are built by up to
+    ``jobs`` shells at once. Returns the worktree paths."""
+    lists = []
+    paths = []
+    for index, (rig, (prefix, names)) in enumerate(polecats.items()):
+        path = f"/var/tmp/gastown-polecats-{index}.list"
+        lines = "".join(f"{town}/{rig} {name} {rig} {prefix}-{rig}-polecat-{name}\n"
+                        for name in names)
+        target = guest.root / path.lstrip("/")
+        target.write_text(lines, encoding="utf-8")
+        target.chmod(0o644)
+        lists.append(path)
+        paths += [f"{town}/{rig}/polecats/{name}/{rig}" for name in names]
+    try:
+        guest.run(["bash", "-c", _BATCH, "batch", _SETUP_RIG, _HOOK_WORK, str(jobs), *lists],
+                  user=owner, timeout=timeout)
+    finally:
+        for path in lists:
+            (guest.root / path.lstrip("/")).unlink(missing_ok=True)
+    return paths
