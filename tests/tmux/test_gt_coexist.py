@@ -34,8 +34,10 @@ GT = STANDINS / "gt"
 RIG = "gastown"  # bead prefix gt
 FAST = ("--interval", "0.3")
 # the reasons the first service to see an [L] gt down can write in the mark
+# Which one a service sees first depends on timing: under load `gt up` may already have
+# made the new lock file when the service looks, so the unlink is seen as a replacement.
 L_DOWN_REASONS = ("gt down holds daemon/shutdown.lock", "daemon/shutting-down)",
-                  "daemon/daemon.lock was unlinked")
+                  "daemon/daemon.lock was unlinked", "daemon/daemon.lock was replaced")
 
 
 def dialect_of(town: Path) -> str:
