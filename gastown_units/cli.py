@@ -198,8 +198,6 @@ def _town_server(settings: Settings, *, refuse_unknown: bool = False) -> Setting
     return settled
 
 
-
-
 @cli.command("tmux-ready")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
 @click.option("--event-file", type=click.Path(path_type=Path), default=None,
