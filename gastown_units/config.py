@@ -126,7 +126,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("agent_command", "GT_AGENT_COMMAND", _text,
          "Agent command line that overrides the one resolved from the town's settings."),
     Knob("interval", "GT_INTERVAL", _positive_seconds,
-         "Seconds between passes of a long-running service."),
+         "Seconds between safety-net passes of a long-running service (tmux events, "
+         "changes of the town's files and beads stores, and systemctl reload wake it "
+         "at once)."),
     Knob("tmux_timeout", "GT_TMUX_TIMEOUT", _positive_seconds, "Timeout of one tmux call."),
     Knob("bd_timeout", "GT_BD_TIMEOUT", _positive_seconds, "Timeout of one bd call."),
     Knob("gt_timeout", "GT_GT_TIMEOUT", _positive_seconds, "Timeout of one gt call."),
@@ -169,7 +171,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("issue_prefix", "GT_WITNESS_ISSUE_PREFIX", _text,
          "Auto-spawn only issues whose ID starts with this."),
     Knob("lifecycle_interval", "GT_LIFECYCLE_INTERVAL", _positive_seconds,
-         "Seconds between two reads of the Deacon's inbox for LIFECYCLE requests."),
+         "Seconds between safety-net reads of the Deacon's inbox for LIFECYCLE requests "
+         "(new mail in the town's store wakes it at once)."),
     Knob("lifecycle_max_age", "GT_LIFECYCLE_MAX_AGE", _positive_seconds,
          "LIFECYCLE requests older than this are deleted unread (Gas Town: 6 h)."),
     Knob("lifecycle_strict", "GT_LIFECYCLE_STRICT", _bool,
@@ -216,7 +219,7 @@ class Settings:
     tmux_socket: str | None = None
     dialect: str | None = None
     agent_command: str | None = None
-    interval: float = 10.0
+    interval: float = 180.0
     tmux_timeout: float = 5.0
     bd_timeout: float = 15.0
     gt_timeout: float = 15.0
@@ -239,7 +242,7 @@ class Settings:
     sling_timeout: float = 180.0
     sling_backoff: float = 60.0
     issue_prefix: str | None = None
-    lifecycle_interval: float = 30.0
+    lifecycle_interval: float = 300.0
     lifecycle_max_age: float = 6 * 3600.0
     lifecycle_strict: bool = False
     restart_backoff: float = 30.0

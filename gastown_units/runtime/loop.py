@@ -28,7 +28,7 @@ from gastown_units.errors import (
     LockConflict,
 )
 from gastown_units.runtime.notify import Notifier
-from gastown_units.runtime.wake import EventWatch, UnlinkWatch
+from gastown_units.runtime.wake import EventWatch, FileWatch, UnlinkWatch, Watched
 from gastown_units.town.jsonfile import take_damage
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Context:
     failures: list[str] = field(default_factory=list)
     soon: float | None = None  # run the next pass within this many seconds
     once: bool = False  # a single pass (--once): work started in the background is awaited
+    reloaded: bool = False  # this pass follows a SIGHUP (systemctl reload): read facts afresh
 
     def progress(self) -> None:
         """Call between steps and in waits: pings the watchdog, aborts on stop."""
@@ -95,14 +96,15 @@ class _Signals:
     def __init__(self) -> None:
         self.stop = False
         self.wake = False
+        self.reload = False
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old: dict[int, object] = {}
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._old[sig] = signal.signal(sig, self._on_stop)
-        for sig in (signal.SIGHUP, signal.SIGUSR1):
-            self._old[sig] = signal.signal(sig, self._on_wake)
+        self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        self._old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_wake)
 
     def restore(self) -> None:
         for sig, old in self._old.items():
@@ -122,24 +124,32 @@ class _Signals:
         self.wake = True
         self._poke()
 
+    def _on_reload(self, signum: int, _frame: FrameType | None) -> None:
+        self.reload = True
+        self._on_wake(signum, _frame)
+
     def wait(self, seconds: float, events: EventWatch | None = None,
-             unlinks: UnlinkWatch | None = None) -> None:
+             unlinks: UnlinkWatch | None = None, files: FileWatch | None = None
+             ) -> float | None:
         """Sleep up to ``seconds``; return early on any signal, tmux event or unlink of the
-        town lock."""
+        town lock (``wake`` set), or a change of a watched town file (its gap returned)."""
         if self.stop or self.wake:
-            return
+            return None
         fds = [self._read]
         if events is not None:
             if events.arm():  # the tmux host came (back): what it reported meanwhile is lost
                 self.wake = True
-                return
+                return None
             if events.fd is not None:
                 fds.append(events.fd)
             if events.waiting_for_directory:
                 seconds = min(seconds, DIRECTORY_POLL)
         if unlinks is not None and unlinks.fd is not None:
             fds.append(unlinks.fd)
+        if files is not None and files.fd is not None:
+            fds.append(files.fd)
         ready, _, _ = select.select(fds, [], [], max(0.0, seconds))
+        gap = files.drain() if files is not None and files.fd in ready else None
         if unlinks is not None and unlinks.fd in ready and unlinks.drain():
             self.wake = True
         if events is not None and events.fd in ready:
@@ -151,6 +161,21 @@ class _Signals:
                     pass
             except BlockingIOError:
                 pass
+        return gap
+
+
+def watched_by(service: Service) -> list[Watched]:
+    """The town files and stores ``service`` wants to be woken by (none if it says none;
+    an unreadable town yields what could be found, never a failed pass)."""
+    watched = getattr(service, "watched", None)
+    if watched is None:
+        return []
+    try:
+        found = watched()
+    except (OSError, ValueError, AssertionError) as exc:
+        log.debug("cannot tell which files to watch: %s", exc)
+        return []
+    return list(found)
 
 
 def with_failures(status: str, failures: list[str]) -> str:
@@ -183,13 +208,16 @@ def run_service(service: Service, *, interval: float, once: bool,
                 notifier: Notifier | None = None, event_file: Path | None = None) -> int:
     """Run ``service`` until SIGTERM (or one pass with ``once``); return the exit code.
 
-    Between passes it waits for the interval, a signal (SIGHUP/SIGUSR1: pass now) or a
-    change of ``event_file`` (tmux reported a closed session).
+    Between passes it waits for the interval, a signal (SIGHUP/SIGUSR1: pass now), a
+    change of ``event_file`` (tmux reported a closed session) or a change of a file the
+    service watches (``service.watched()``: its pass then starts no sooner than the
+    watch's gap after the last one ended).
     """
     notifier = notifier or Notifier()
     signals = _Signals()
     signals.install()
     events = EventWatch(None if once else event_file)
+    files = FileWatch() if not once else None
     unlinks: UnlinkWatch | None = None
     ctx = Context(notifier, lambda: signals.stop, once=once)
     try:
@@ -209,6 +237,7 @@ def run_service(service: Service, *, interval: float, once: bool,
         wait = interval if notifier.period is None else min(interval, notifier.period)
         while not signals.stop:
             signals.wake = False
+            ctx.reloaded, signals.reload = signals.reload, False
             ctx.failures.clear()
             ctx.soon = None
             try:
@@ -232,10 +261,18 @@ def run_service(service: Service, *, interval: float, once: bool,
             notifier.ping(force=True)
             if once:
                 return EX_FAILURE if ctx.failures else EX_OK
+            if files is not None:
+                files.update(watched_by(service))
+            ended = time.monotonic()
             pause = interval if ctx.soon is None else min(interval, ctx.soon)
-            deadline = time.monotonic() + pause
-            while not signals.stop and not signals.wake and time.monotonic() < deadline:
-                signals.wait(min(wait, deadline - time.monotonic()), events, unlinks)
+            deadline = ended + pause
+            while not signals.stop and not signals.wake:
+                if (left := deadline - time.monotonic()) <= 0:
+                    break
+                gap = signals.wait(min(wait, left), events, unlinks, files)
+                if gap is not None:  # a watched file changed: pass after its gap
+                    deadline = min(deadline, ended + gap)
+                    log.debug("a watched town file changed: next pass within %.1fs", gap)
                 notifier.ping()
             if signals.wake and not signals.stop:
                 log.debug("woken (signal, tmux event or town lock unlinked): running a pass now")
@@ -247,6 +284,8 @@ def run_service(service: Service, *, interval: float, once: bool,
             service.close()
         finally:
             events.close()
+            if files is not None:
+                files.close()
             if unlinks is not None:
                 unlinks.close()
             signals.restore()

@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,145 @@ class UnlinkWatch:
         except OSError:
             return True
         return bool(names & {self.path.name, ""})
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+IN_WATCHED = (IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+              | IN_DELETE_SELF | IN_MOVE_SELF)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A directory whose entries wake a service when they change.
+
+    ``names``: only these entries count (None: any, except those in ``ignore``). ``gap``:
+    the pass this wakes starts no sooner than this many seconds after the last one ended,
+    so that a burst of writes (a busy beads store) costs one pass, not one per write.
+    """
+
+    directory: Path
+    names: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+    gap: float = 1.0
+
+    def counts(self, name: str) -> bool:
+        """Whether a change of entry ``name`` ("" = the directory itself) counts.
+
+        >>> w = Watched(Path("/t/mayor"), frozenset({"rigs.json"}))
+        >>> w.counts("rigs.json"), w.counts(".rigs.json.tmp"), w.counts("")
+        (True, False, True)
+        """
+        if not name:
+            return True
+        if self.names is not None:
+            return name in self.names
+        return name not in self.ignore
+
+
+def parse_events(data: bytes) -> list[tuple[int, int, str]]:
+    """``(wd, mask, name)`` of each inotify event in ``data``.
+
+    >>> name = b"rigs.json".ljust(16, b"\\0")
+    >>> parse_events(_EVENT.pack(3, IN_MOVED_TO, 0, 16) + name)
+    [(3, 128, 'rigs.json')]
+    """
+    found, offset = [], 0
+    while offset + _EVENT.size <= len(data):
+        wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+        raw = data[offset + _EVENT.size:offset + _EVENT.size + length]
+        found.append((wd, mask, os.fsdecode(raw.split(b"\0", 1)[0])))
+        offset += _EVENT.size + length
+    return found
+
+
+class FileWatch:
+    """Inotify watches on the directories a service's facts come from (the town's files,
+    its beads stores): a change wakes the loop, so the interval is only the safety net.
+
+    :meth:`update` is cheap to call after every pass (one ``stat`` per directory): it
+    watches directories that appeared since (a rig parked for the first time, a new
+    store) and re-watches those replaced. Where inotify is unavailable ``fd`` is None and
+    the service simply runs at its interval.
+    """
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self._libc: ctypes.CDLL | None = None
+        self._by_path: dict[Path, tuple[int, tuple[int, int]]] = {}  # path -> wd, (dev, ino)
+        self._by_wd: dict[int, list[Watched]] = {}
+        try:
+            self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6",
+                                     use_errno=True)
+            fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        except (OSError, AttributeError) as exc:
+            log.info("no inotify (%s): town files are checked at the interval only", exc)
+            return
+        if fd >= 0:
+            self.fd = fd
+
+    def update(self, watched: list[Watched]) -> None:
+        """Watch exactly ``watched`` from now on (missing directories are skipped)."""
+        if self.fd is None or self._libc is None:
+            return
+        wanted: dict[Path, list[Watched]] = {}
+        for w in watched:
+            wanted.setdefault(w.directory, []).append(w)
+        for path in [p for p in self._by_path if p not in wanted]:
+            self._drop(path)
+        by_wd: dict[int, list[Watched]] = {}
+        for path, entries in wanted.items():
+            try:
+                st = os.stat(path)
+            except OSError:
+                self._drop(path)
+                continue
+            known = self._by_path.get(path)
+            if known is None or known[1] != (st.st_dev, st.st_ino):
+                self._drop(path)
+                wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), IN_WATCHED)
+                if wd < 0:
+                    continue
+                self._by_path[path] = (wd, (st.st_dev, st.st_ino))
+            by_wd.setdefault(self._by_path[path][0], []).extend(entries)
+        self._by_wd = by_wd
+
+    def _drop(self, path: Path) -> None:
+        known = self._by_path.pop(path, None)
+        if known is None or self.fd is None or self._libc is None:
+            return
+        if known[0] not in (wd for wd, _ in self._by_path.values()):
+            self._libc.inotify_rm_watch(self.fd, known[0])  # fails harmlessly if gone
+
+    def drain(self) -> float | None:
+        """Read pending events; the smallest gap of those that count, or None."""
+        if self.fd is None:
+            return None
+        gap: float | None = None
+        try:
+            while chunk := os.read(self.fd, 65536):
+                for wd, mask, name in parse_events(chunk):
+                    if mask & IN_Q_OVERFLOW:  # events lost: anything may have changed
+                        hits = [w for ws in self._by_wd.values() for w in ws]
+                    else:
+                        hits = [w for w in self._by_wd.get(wd, []) if w.counts(name)]
+                    if mask & IN_IGNORED:  # the directory went: update() re-watches it
+                        self._forget_wd(wd)
+                    for w in hits:
+                        gap = w.gap if gap is None else min(gap, w.gap)
+        except BlockingIOError:
+            pass
+        except OSError:
+            return 0.0
+        return gap
+
+    def _forget_wd(self, wd: int) -> None:
+        for path in [p for p, (w, _) in self._by_path.items() if w == wd]:
+            del self._by_path[path]
+        self._by_wd.pop(wd, None)
 
     def close(self) -> None:
         if self.fd is not None:

@@ -16,21 +16,49 @@ from gastown_units.ports.git import Git
 from gastown_units.ports.locks import TownLock, shutdown_in_progress, shutting_down_pid
 from gastown_units.ports.tmux import ServerDown, Snapshot, Tmux
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import Watched
 from gastown_units.services.actor import AgentActor
 from gastown_units.services.sessions import SessionKeeper
 from gastown_units.services.split_town import PROBE_TIMEOUT, SplitTownGuard
 from gastown_units.town.agents import AgentProgram, resolve_agent
 from gastown_units.town.dialect import Dialect
+from gastown_units.town.holds import holds_dir
 from gastown_units.town.identity import BOOT, DEACON, J_NAMING, Identity, Naming, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.patrols import patrol_enabled
 from gastown_units.town.rigs import Rig, load_rigs
-from gastown_units.town.town_down import UP_SETTLE, TownDown, clear_down, read_down, write_down
+from gastown_units.town.shutdown_marks import marks_dir
+from gastown_units.town.stores import NOT_DATA, data_dirs, resolve_store
+from gastown_units.town.town_down import (
+    UP_SETTLE,
+    TownDown,
+    clear_down,
+    down_path,
+    read_down,
+    write_down,
+)
 from gastown_units.town.unit_state import state_path
 
 log = logging.getLogger(__name__)
 
 WAITING_FOR_TMUX = "waiting for the tmux server (is gastown-tmux.service running?)"
+# While the town is down, look this often for the gt up that ends it (its Deacon session
+# leaves no trace in the files we watch).
+DOWN_RECHECK = 5.0
+# A pass woken by a beads store waits this long after the last: a busy store (agents
+# writing beads all the time) then costs a pass every few seconds, not one per write.
+STORE_GAP = 3.0
+# Files in daemon/ that say the town is going down or coming back, or that an operator
+# released an agent (gastown.md §1.7, gastown-2026.md §6.10, §6.11). Not state.json: the
+# Deacon keeper rewrites it every pass.
+_DAEMON_NAMES = frozenset({"shutdown.lock", "shutting-down", "daemon.pid", "daemon.lock",
+                           "restart_state.json"})
+
+
+def store_watches(stores: list[Path]) -> list[Watched]:
+    """Watches on the data directories of beads stores (mail, rig and agent beads)."""
+    return [Watched(d, ignore=NOT_DATA, gap=STORE_GAP)
+            for store in stores for d in data_dirs(store)]
 
 
 @contextmanager
@@ -167,6 +195,21 @@ class TownService:
         """The town lock we hold (the loop wakes us when it is unlinked), or None."""
         return self._lock.path if self._lock is not None and self._lock.held else None
 
+    def watched(self) -> list[Watched]:
+        """What wakes this service besides tmux events (the loop re-asks after every
+        pass): the rig registry, the patrol toggles, the town's down/up files, operator
+        holds and shutdown markers. Subclasses add the stores and files of their facts."""
+        town = self.town
+        return [Watched(town.root / "mayor", frozenset({"rigs.json", "daemon.json"})),
+                Watched(town.daemon_dir, _DAEMON_NAMES),
+                Watched(down_path(town).parent, frozenset({down_path(town).name})),
+                Watched(holds_dir(town)),
+                Watched(marks_dir(town))]
+
+    def town_stores(self) -> list[Path]:
+        """The town's own beads store (mail, [L] agent beads), redirect followed."""
+        return [resolve_store(self.town.root / ".beads")]
+
     def paused(self, ctx: Context | None = None) -> str | None:
         """Why this pass must not act (``gt down``, patrol switched off), or None.
 
@@ -176,6 +219,8 @@ class TownService:
         """
         down = self.town_down()
         if down:
+            if ctx is not None:
+                ctx.retry_in(DOWN_RECHECK)
             return down
         if self.patrol:
             try:

@@ -27,7 +27,9 @@ from gastown_units.ports.tmux import Pane, Snapshot
 from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
+from gastown_units.runtime.facts import Cached
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import Watched
 from gastown_units.services.actor import BUSY_RETRY, Kept, OperatorHeld
 from gastown_units.services.base import TownService, setup_errors
 from gastown_units.services.profiles import Reason
@@ -40,6 +42,7 @@ from gastown_units.town.identity import Role
 from gastown_units.town.jsonfile import DamagedFile
 from gastown_units.town.restart_state import CLEAR_COMMAND, read_deacon, write_deacon
 from gastown_units.town.rigs import agent_databases, load_rigs, rig_prefixes
+from gastown_units.town.stores import resolve_store, signature
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class DeaconKeeper(TownService):
         self._blocked_logged: str | None = None
         self._state: DaemonState | None = None
         self._state_error = ""  # the last failure to write daemon/state.json logged
+        self._wip: Cached[bool] = Cached()  # work in progress somewhere, by the stores' look
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -103,8 +107,17 @@ class DeaconKeeper(TownService):
         finally:
             super().close()
 
+    def watched(self) -> list[Watched]:
+        """Also the Deacon's heartbeat files ([J] ``heartbeat.json``, [L]
+        ``.deacon-heartbeat``): a heartbeat ends a stale-heartbeat episode at once."""
+        return [*super().watched(),
+                Watched(self.town.heartbeat.parent,
+                        frozenset({self.town.heartbeat.name, ".deacon-heartbeat"}))]
+
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
+        if ctx.reloaded:
+            self._wip.forget()
         begun = self.prelude(ctx, Role.DEACON)  # LockConflict first: then nothing is ours
         self._write_state(True)
         if isinstance(begun, str):
@@ -297,20 +310,21 @@ class DeaconKeeper(TownService):
 
     def _work_in_progress(self) -> bool | None:
         """Does some store (the town's, each rig's) hold an ``in_progress`` bead? None when
-        ``bd`` cannot tell. One ``bd list --limit 1`` per store, stopping at the first."""
+        ``bd`` cannot tell. One ``bd list --limit 1`` per store, stopping at the first; the
+        answer is kept while the stores look unchanged (``runtime.facts``)."""
         s = self.settings
         beads = Beads(binary=s.bd_bin, cwd=self.town.root, timeout=s.bd_timeout)
         try:
             rigs = load_rigs(self.town)
             prefixes = rig_prefixes(self.town, rigs)
-            stores = [self.town.root / ".beads", *agent_databases(self.town, prefixes)]
-            for store in dict.fromkeys(stores):
-                if store.is_dir() and beads.at(store).any_in_progress():
-                    return True
+            stores = list(dict.fromkeys(
+                [self.town.root / ".beads", *agent_databases(self.town, prefixes)]))
+            look = signature([resolve_store(store) for store in stores])
+            return self._wip.get(look, lambda: any(
+                store.is_dir() and beads.at(store).any_in_progress() for store in stores))
         except (ToolError, ValueError) as exc:
             log.warning("cannot tell whether work is in progress: %s", exc)
             return None
-        return False
 
     def _restart_stuck(self, pane: Pane, agent: AgentProgram, minutes: str,
                        report: PassReport, ctx: Context) -> None:

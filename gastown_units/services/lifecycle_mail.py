@@ -48,9 +48,16 @@ from gastown_units.ports.tmux import Pane, ServerDown, Snapshot
 from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
+from gastown_units.runtime.facts import Cached
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import Watched
 from gastown_units.services.actor import BUSY_RETRY, OperatorHeld
-from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
+from gastown_units.services.base import (
+    WAITING_FOR_TMUX,
+    TownService,
+    setup_errors,
+    store_watches,
+)
 from gastown_units.services.lifecycle_parse import (
     Action,
     Decision,
@@ -73,6 +80,7 @@ from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.jsonfile import read_json, write_json_atomic
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import Rig, load_rigs, rig_database, rig_prefixes
+from gastown_units.town.stores import signature
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,7 @@ class LifecycleMail(TownService):
         s = self.settings
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
+        self._inbox: Cached[list[Message]] = Cached()
         strict = " (strict: requesting_<action> required)" if s.lifecycle_strict else ""
         return f"carrying out LIFECYCLE requests to {INBOX} of {town.root}{strict}"
 
@@ -132,12 +141,21 @@ class LifecycleMail(TownService):
         self._rigs_problem = None
 
     # --- one pass -------------------------------------------------------------------------
+    def watched(self) -> list[Watched]:
+        """Also the town's store, where mail arrives (a request is seen within seconds)."""
+        return [*super().watched(), *store_watches(self.town_stores())]
+
     def tick(self, ctx: Context) -> str:
+        if ctx.reloaded:
+            self._inbox.forget()
+            for gate in self._gates.values():
+                gate.forget()
         paused = self.paused(ctx)
         if paused:
             return paused
         try:
-            messages = self.mail.inbox(INBOX)
+            messages = self._inbox.get(signature(self.town_stores()),
+                                       lambda: self.mail.inbox(INBOX))
         except GastownError as exc:
             self.conditions.set("inbox", f"cannot read the {INBOX} inbox, acting on nothing: "
                                 f"{exc}")

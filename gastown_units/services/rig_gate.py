@@ -1,17 +1,25 @@
 """Is a rig operational? Wisp config (§2) plus the rig bead's labels, failing safe.
 
 Gating only ever *withholds* starts: a parked rig, an unreadable wisp config or a ``bd`` that
-fails all mean "start nothing", and none of them is a reason to kill anything.
+fails all mean "start nothing", and none of them is a reason to kill anything. The rig bead
+is kept while its stores look unchanged (``runtime.facts``): a pass woken by a tmux event
+then starts the agent without a ``bd`` call.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from gastown_units.errors import ToolError
 from gastown_units.ports.beads import Beads
+from gastown_units.runtime.facts import Cached
 from gastown_units.town.layout import Town
+from gastown_units.town.rigs import rig_database
+from gastown_units.town.stores import resolve_store, signature
 from gastown_units.town.wisp import read_wisp_config
 
 log = logging.getLogger(__name__)
@@ -50,8 +58,21 @@ class RigGate:
         self.town = town
         self.beads = beads
         self.rig = rig
+        self.prefix = prefix
         self.rig_bead = f"{prefix}-rig-{rig}"
         self._warned_missing = False
+        self._bead: Cached[dict[str, Any] | None] = Cached()
+
+    def stores(self) -> list[Path]:
+        """Where ``bd show`` of the rig bead looks: the town's store (its routes) and the
+        one the rig's prefix routes to (beads.md §7.6)."""
+        found = [resolve_store(self.town.root / ".beads"),
+                 resolve_store(rig_database(self.town, self.rig, self.prefix))]
+        return list(dict.fromkeys(found))
+
+    def forget(self) -> None:
+        """Read the rig bead afresh next time (``systemctl reload``)."""
+        self._bead.forget()
 
     def check(self) -> Gate:
         if not self.town.wisp_config(self.rig).exists() and not self._warned_missing:
@@ -65,8 +86,15 @@ class RigGate:
         if closed:
             return closed
         try:
-            bead = self.beads.show(self.rig_bead)
+            bead = self._bead.get(self._look(), lambda: self.beads.show(self.rig_bead))
         except ToolError as exc:
             return Gate(False, f"bd failed reading {self.rig_bead}, starting nothing: {exc}",
                         unknown=True)
         return label_gate(bead, self.rig_bead) or Gate(True)
+
+    def _look(self) -> Hashable | None:
+        """The stores' look now, or None (not kept) when it cannot be seen."""
+        try:
+            return signature(self.stores())
+        except (OSError, ValueError):
+            return None

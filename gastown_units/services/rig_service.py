@@ -11,8 +11,9 @@ from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import Watched
 from gastown_units.services.actor import BUSY_RETRY, Kept
-from gastown_units.services.base import TownService, setup_errors
+from gastown_units.services.base import TownService, setup_errors, store_watches
 from gastown_units.services.rig_gate import RigGate
 from gastown_units.services.sessions import StartFailed
 from gastown_units.town.agents import AgentProgram
@@ -22,6 +23,9 @@ from gastown_units.town.names import valid_name
 from gastown_units.town.rigs import rig_prefixes
 
 log = logging.getLogger(__name__)
+
+# A start that failed is tried again this soon, not at the (long) interval.
+START_RETRY = 30.0
 
 
 class RigService(TownService):
@@ -71,11 +75,20 @@ class RigService(TownService):
     def holder(self) -> str:
         return f"{self.name}@{self.rig}"
 
+    def watched(self) -> list[Watched]:
+        """Also the rig's wisp config (``gt rig park``) and the stores of its rig bead
+        (``gt rig dock``): a parked or docked rig is honoured within seconds."""
+        wisp = self.town.wisp_config(self.rig)
+        return [*super().watched(), Watched(wisp.parent, frozenset({wisp.name})),
+                *store_watches(self.gate.stores())]
+
     def patrol_pass(self, snap: Snapshot, ctx: Context) -> list[str]:
         """Subclass hook: the rig patrol after the agent is kept; returns status parts."""
         return []
 
     def tick(self, ctx: Context) -> str:
+        if ctx.reloaded:
+            self.gate.forget()
         begun = self.prelude(ctx, self.role, self.rig)
         if isinstance(begun, str):
             return begun
@@ -106,6 +119,7 @@ class RigService(TownService):
         except (StartFailed, ToolError) as exc:
             log.error("could not start %s: %s", session, exc, extra=where)
             ctx.failed(str(exc))
+            ctx.retry_in(START_RETRY)
             return f"{session} start failed: {exc}", True
         if kept.outcome is Kept.HELD:
             if self._held_logged != kept.detail:

@@ -13,13 +13,15 @@ import time
 
 from gastown_units.errors import GastownError
 from gastown_units.ports import runner
-from gastown_units.ports.mail import Mail
+from gastown_units.ports.mail import Mail, Message
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields
+from gastown_units.runtime.facts import Cached
 from gastown_units.runtime.loop import Context
+from gastown_units.runtime.wake import Watched
 from gastown_units.services.auto_spawn import (
     candidates,
     dump_book,
@@ -28,6 +30,7 @@ from gastown_units.services.auto_spawn import (
     record,
     retry_after,
 )
+from gastown_units.services.base import store_watches
 from gastown_units.services.polecat_shutdown import ShutdownHandler, process_requests
 from gastown_units.services.rig_service import RigService
 from gastown_units.services.sessions import Liveness, liveness
@@ -37,6 +40,7 @@ from gastown_units.town.identity import Identity, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import last_activity, polecat_names, worktree
 from gastown_units.town.rigs import rig_database
+from gastown_units.town.stores import signature
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,7 @@ class Witness(RigService):
         self.conditions = Conditions(log)  # told when they start and when they end
         self.last_sling = float("-inf")
         self.rig_database = rig_database(town, self.rig, self.prefix)
+        self._inbox: Cached[list[Message]] = Cached()
         self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
                                          renotify=s.ladder_interval,
                                          max_age=s.lifecycle_max_age,
@@ -110,9 +115,16 @@ class Witness(RigService):
                 parts.append(self._auto_spawn(snap, ctx))
         return parts
 
+    def watched(self) -> list[Watched]:
+        """Also the town's store, where its mail arrives (POLECAT_DONE, LIFECYCLE)."""
+        return [*super().watched(), *store_watches(self.town_stores())]
+
     def _shutdown_requests(self, snap: Snapshot, ctx: Context) -> str:
+        if ctx.reloaded:
+            self._inbox.forget()
         try:
-            messages = self.mail.inbox(self.identity.address)
+            messages = self._inbox.get(signature(self.town_stores()),
+                                       lambda: self.mail.inbox(self.identity.address))
         except GastownError as exc:
             self.conditions.set("inbox", f"cannot read the witness inbox: {exc}")
             return "inbox unreadable"

@@ -61,8 +61,12 @@ class ShutdownMark:
         return f"shut down on request{by} at {when}"
 
 
+def marks_dir(town: Town) -> Path:
+    return town.daemon_dir / "shutdowns"
+
+
 def mark_path(town: Town, session: str) -> Path:
-    return town.daemon_dir / "shutdowns" / f"{check_name('session', session)}.json"
+    return marks_dir(town) / f"{check_name('session', session)}.json"
 
 
 def write_mark(town: Town, session: str, *, by: str, hook_bead: str | None,

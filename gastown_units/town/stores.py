@@ -19,11 +19,11 @@ from gastown_units.town.layout import Town
 from gastown_units.town.rigs import read_routes
 
 # Files that only readers touch, or that say nothing about the data.
-_NOT_DATA = frozenset({"LOCK", ".standin.lock", "bd.sock", "daemon.lock", "daemon.log",
+NOT_DATA = frozenset({"LOCK", ".standin.lock", "bd.sock", "daemon.lock", "daemon.log",
                        "daemon.pid", "last-touched", ".gitignore"})
 
 
-def _redirected(beads: Path) -> Path:
+def resolve_store(beads: Path) -> Path:
     """One hop of ``.beads/redirect`` (relative to the directory holding ``.beads``)."""
     try:
         target = (beads / "redirect").read_text(encoding="utf-8", errors="replace").strip()
@@ -47,7 +47,7 @@ def store_dirs(town: Town) -> list[Path]:
         candidates += sorted(p / ".beads" for p in town.root.iterdir()
                              if (p / ".beads").is_dir())
     for beads in candidates:
-        store = _redirected(beads)
+        store = resolve_store(beads)
         if store.is_dir():
             found.setdefault(store, None)
         if beads.is_dir():
@@ -76,7 +76,7 @@ def counts_as_data(name: str) -> bool:
     >>> counts_as_data("issues.jsonl"), counts_as_data(".standin.lock"), counts_as_data("LOCK")
     (True, False, False)
     """
-    return name not in _NOT_DATA
+    return name not in NOT_DATA
 
 
 def signature(stores: list[Path]) -> tuple[tuple[str, int, int, int], ...] | None:
