@@ -129,6 +129,9 @@ KNOBS: tuple[Knob, ...] = (
          "Seconds between safety-net passes of a long-running service (tmux events, "
          "changes of the town's files and beads stores, and systemctl reload wake it "
          "at once)."),
+    Knob("fact_max_age", "GT_FACT_MAX_AGE", _seconds,
+         "Longest a fact read through bd or gt (a rig bead's labels, an inbox) is reused "
+         "while the beads store it comes from looks unchanged (0: read every pass)."),
     Knob("tmux_timeout", "GT_TMUX_TIMEOUT", _positive_seconds, "Timeout of one tmux call."),
     Knob("bd_timeout", "GT_BD_TIMEOUT", _positive_seconds, "Timeout of one bd call."),
     Knob("gt_timeout", "GT_GT_TIMEOUT", _positive_seconds, "Timeout of one gt call."),
@@ -220,6 +223,7 @@ class Settings:
     dialect: str | None = None
     agent_command: str | None = None
     interval: float = 180.0
+    fact_max_age: float = 300.0
     tmux_timeout: float = 5.0
     bd_timeout: float = 15.0
     gt_timeout: float = 15.0

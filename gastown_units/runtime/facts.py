@@ -20,24 +20,22 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-#: The longest a kept fact is reused even when its source looks unchanged (a write that
-#: left no trace in the files we look at, e.g. one made through a Dolt server).
-FACT_MAX_AGE = 300.0
-
 
 class Cached(Generic[T]):
     """One fact and the look of its source when it was read.
 
     >>> calls = []
-    >>> fact: Cached[int] = Cached()
+    >>> fact: Cached[int] = Cached(max_age=300)
     >>> fact.get(("v1",), lambda: calls.append(1) or 7), fact.get(("v1",), lambda: 8)
     (7, 7)
     >>> fact.get(("v2",), lambda: 9), fact.get(None, lambda: 10), fact.get(None, lambda: 11)
     (9, 10, 11)
     """
 
-    def __init__(self, max_age: float = FACT_MAX_AGE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """``max_age``: the longest the fact is reused even when its source looks
+        unchanged (``GT_FACT_MAX_AGE``; a write may leave no trace in the files looked at).
+        """
         self.max_age = max_age
         self._clock = clock
         self._source: Hashable | None = None

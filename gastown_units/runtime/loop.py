@@ -230,6 +230,8 @@ def run_service(service: Service, *, interval: float, once: bool,
             return EX_CONFIG
         notifier.ready(first)
         log.info("%s started: %s", service.name, first)
+        if files is not None:  # before the first pass ends: nothing said meanwhile is lost
+            files.update(watched_by(service))
         lock_file = getattr(service, "lock_file", None)  # the held town lock, if any
         if not once and isinstance(lock_file, Path):
             unlinks = UnlinkWatch(lock_file)
@@ -257,7 +259,9 @@ def run_service(service: Service, *, interval: float, once: bool,
 
                 status = report("pass", exc)
                 ctx.failed(status)
-            notifier.status(with_damage(with_failures(status, ctx.failures), take_damage()))
+            line = with_damage(with_failures(status, ctx.failures), take_damage())
+            notifier.status(line)
+            log.debug("pass over: %s", line)
             notifier.ping(force=True)
             if once:
                 return EX_FAILURE if ctx.failures else EX_OK

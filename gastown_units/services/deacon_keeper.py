@@ -74,7 +74,8 @@ class DeaconKeeper(TownService):
         self._blocked_logged: str | None = None
         self._state: DaemonState | None = None
         self._state_error = ""  # the last failure to write daemon/state.json logged
-        self._wip: Cached[bool] = Cached()  # work in progress somewhere, by the stores' look
+        # Work in progress somewhere, by the stores' look.
+        self._wip: Cached[bool] = Cached(settings.fact_max_age)
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():

@@ -115,7 +115,7 @@ class LifecycleMail(TownService):
         s = self.settings
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
-        self._inbox: Cached[list[Message]] = Cached()
+        self._inbox: Cached[list[Message]] = Cached(s.fact_max_age)
         strict = " (strict: requesting_<action> required)" if s.lifecycle_strict else ""
         return f"carrying out LIFECYCLE requests to {INBOX} of {town.root}{strict}"
 
@@ -430,7 +430,8 @@ class LifecycleMail(TownService):
         gate = self._gates.get(who.rig)
         if gate is None:
             prefix = self._prefixes.get(who.rig, "gt")
-            gate = self._gates[who.rig] = RigGate(self.town, self.beads, who.rig, prefix)
+            gate = self._gates[who.rig] = RigGate(
+                self.town, self.beads, who.rig, prefix, max_age=self.settings.fact_max_age)
         return gate.check()
 
 

@@ -54,14 +54,15 @@ def label_gate(bead: dict[str, object] | None, bead_id: str) -> Gate | None:
 
 
 class RigGate:
-    def __init__(self, town: Town, beads: Beads, rig: str, prefix: str) -> None:
+    def __init__(self, town: Town, beads: Beads, rig: str, prefix: str, *,
+                 max_age: float) -> None:
         self.town = town
         self.beads = beads
         self.rig = rig
         self.prefix = prefix
         self.rig_bead = f"{prefix}-rig-{rig}"
         self._warned_missing = False
-        self._bead: Cached[dict[str, Any] | None] = Cached()
+        self._bead: Cached[dict[str, Any] | None] = Cached(max_age)
 
     def stores(self) -> list[Path]:
         """Where ``bd show`` of the rig bead looks: the town's store (its routes) and the

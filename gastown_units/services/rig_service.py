@@ -64,7 +64,8 @@ class RigService(TownService):
         self.identity = self.spelt(self.identity)
         self.beads = Beads(binary=self.settings.bd_bin, cwd=town.root,
                            timeout=self.settings.bd_timeout)
-        self._gate = RigGate(town, self.beads, self.rig, self.prefix)
+        self._gate = RigGate(town, self.beads, self.rig, self.prefix,
+                             max_age=self.settings.fact_max_age)
         with setup_errors():
             self.setup_rig(town)
         return f"keeping {self.identity.session} for rig {self.rig} of {town.root}"

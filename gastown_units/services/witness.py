@@ -73,7 +73,7 @@ class Witness(RigService):
         self.conditions = Conditions(log)  # told when they start and when they end
         self.last_sling = float("-inf")
         self.rig_database = rig_database(town, self.rig, self.prefix)
-        self._inbox: Cached[list[Message]] = Cached()
+        self._inbox: Cached[list[Message]] = Cached(s.fact_max_age)
         self.shutdowns = ShutdownHandler(town, self.rig, self.actor, self.git, self.mail,
                                          renotify=s.ladder_interval,
                                          max_age=s.lifecycle_max_age,
