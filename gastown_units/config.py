@@ -251,7 +251,7 @@ class Settings:
     lifecycle_strict: bool = False
     restart_backoff: float = 30.0
     restart_backoff_max: float = 600.0
-    backoff_wait: float = 90.0  # just over the timer's period: every expiry is met
+    backoff_wait: float = 190.0  # just over the timer's period (3 min): every expiry is met
     crash_loop_restarts: int = 5
     crash_loop_window: float = 900.0
     restart_stable_reset: float = 1800.0
