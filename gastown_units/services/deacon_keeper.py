@@ -76,6 +76,7 @@ class DeaconKeeper(TownService):
         self._state_error = ""  # the last failure to write daemon/state.json logged
         # Work in progress somewhere, by the stores' look.
         self._wip: Cached[bool] = Cached(settings.fact_max_age)
+        self._heartbeat_stale = False  # the last pass found it stale: watch for a new one
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -109,8 +110,11 @@ class DeaconKeeper(TownService):
             super().close()
 
     def watched(self) -> list[Watched]:
-        """Also the Deacon's heartbeat files ([J] ``heartbeat.json``, [L]
-        ``.deacon-heartbeat``): a heartbeat ends a stale-heartbeat episode at once."""
+        """Also, while the heartbeat is stale, the Deacon's heartbeat files ([J]
+        ``heartbeat.json``, [L] ``.deacon-heartbeat``): a heartbeat ends the episode at
+        once."""
+        if not self._heartbeat_stale:  # a fresh one is rewritten often: no pass for that
+            return super().watched()
         return [*super().watched(),
                 Watched(self.town.heartbeat.parent,
                         frozenset({self.town.heartbeat.name, ".deacon-heartbeat"}))]
@@ -256,6 +260,7 @@ class DeaconKeeper(TownService):
         if time.time() - pane.created < s.deacon_grace:
             return  # just started: give it time to write its first heartbeat
         age = read_heartbeat(town).age(now_utc())
+        self._next_look(age, ctx)
         if age is None or age < s.heartbeat_nudge:
             return
         if self.actor.operator_hold(self.deacon, "nudging or restarting") is not None:
@@ -270,6 +275,17 @@ class DeaconKeeper(TownService):
             log.warning("Deacon heartbeat is %s old: nudged it (HEALTH_CHECK)", minutes,
                         extra=agent_fields(self.deacon))
             report.did("nudge", "deacon-stale")
+
+    def _next_look(self, age: float | None, ctx: Context) -> None:
+        """Pass again when the heartbeat reaches its next threshold (nudge, then kill), so
+        that a long interval delays neither; while it is stale, a new heartbeat wakes us."""
+        s = self.settings
+        self._heartbeat_stale = age is not None and age >= s.heartbeat_nudge
+        if age is None:
+            return
+        due = [t - age for t in (s.heartbeat_nudge, s.heartbeat_kill) if t > age]
+        if due:
+            ctx.retry_in(min(due) + 1.0)
 
     def _check_heartbeat_l(self, pane: Pane, agent: AgentProgram, report: PassReport,
                            ctx: Context) -> None:
@@ -288,6 +304,7 @@ class DeaconKeeper(TownService):
         if (written is None or written < pane.created) and now - pane.created < s.deacon_grace:
             return  # not yet written since our start of it: wait out the grace
         age = beat.age(now_utc())
+        self._next_look(age, ctx)
         if age is None or age < s.heartbeat_nudge:
             return
         if self.actor.operator_hold(self.deacon, "nudging or restarting") is not None:

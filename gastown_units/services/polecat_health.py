@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -60,6 +61,9 @@ from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
+
+# Polecats restarted side by side in one sweep (each start is mostly waiting).
+RESTART_WORKERS = 8
 
 MAX_SWEEPS = 5  # sweeps in a row while events keep arriving (then the .path unit's turn)
 EVENT_POLL = 0.05  # while waiting for a backoff: how often the pending marker is looked for
@@ -434,6 +438,7 @@ class PolecatHealth(TownService):
         for step in plan.polecats:
             with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
                 self._perform_one(step, plan.state, report, ctx)
+        self._restart_all([s for s in plan.polecats if s.act is Act.RESTART], report, ctx)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
         self.tracker = plan.tracker
@@ -463,32 +468,52 @@ class PolecatHealth(TownService):
             report.held += 1
         elif step.act is Act.ON_HOLD:
             report.on_hold += 1
-        elif step.act is Act.RESTART:
-            ctx.progress()
-            self._restart_one(step, report, ctx)
         elif step.act is Act.REPORT and report.reported is not None:
             report.reported += 1
         if step.session_death:
             self._session_death(f)
 
-    def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
+    def _restart_all(self, steps: list[PolecatPlan], report: Sweep, ctx: Context) -> None:
+        """Restart these polecats side by side (each under its own lock, taken while
+        gathering): a start waits for its agent and its bypass dialog for a second or more,
+        so a town whose tmux host restarted would otherwise come back one polecat at a
+        time. The counts are kept by this thread; a stop request ends every restart."""
+        def one(step: PolecatPlan) -> str:
+            with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
+                ctx.progress()
+                return self._restart_one(step, ctx)
+            return "failed"
+
+        if len(steps) <= 1:
+            outcomes = [one(step) for step in steps]
+        else:
+            with ThreadPoolExecutor(max_workers=min(RESTART_WORKERS, len(steps)),
+                                    thread_name_prefix="restart") as pool:
+                outcomes = [job.result() for job in [pool.submit(one, s) for s in steps]]
+        for outcome in outcomes:
+            if outcome == "restarted":
+                report.restarted += 1
+            elif outcome == "failed":
+                report.failed += 1
+            elif outcome == "on_hold":
+                report.on_hold += 1
+
+    def _restart_one(self, step: PolecatPlan, ctx: Context) -> str:
+        """One restart: "restarted", "failed", "on_hold" or "" (it came back)."""
         f, where = step.facts, _fields(step.facts)
         try:
             outcome = self._restart(step, ctx)
         except OperatorHeld:  # held since the sweep looked (the actor logged it)
-            report.on_hold += 1
-            return
+            return "on_hold"
         except GastownError as exc:
-            report.failed += 1
             ctx.failed(str(exc))
             log.error("restart of %s failed: %s", f.session, exc, extra=where)
             self._send(f"{f.rig}/witness", f"CRASHED_POLECAT: {f.address} restart failed",
                        f"Polecat {f.name} crashed and automatic restart failed.\n\n"
                        f"hook_bead: {f.hook_bead}\nrestart_error: {exc}\n\n"
                        "Manual intervention may be required.")
-            return
-        if outcome:
-            report.restarted += 1
+            return "failed"
+        return "restarted" if outcome else ""
 
     def _restart(self, step: PolecatPlan, ctx: Context) -> bool:
         """(Kill a zombie,) pre-sync and start by the polecat's profile; False if it came back."""
