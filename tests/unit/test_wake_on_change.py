@@ -298,3 +298,25 @@ def test_a_reload_runs_a_pass_that_reads_afresh(tmp_path: Path) -> None:
     finally:
         guard.cancel()
     assert [reloaded for _, reloaded in service.passes] == [False, True]
+
+
+# --- the Deacon's heartbeat thresholds --------------------------------------------------------
+@pytest.mark.parametrize(("age", "soon", "stale"), [
+    (60.0, 900.0 - 60.0 + 1.0, False),  # fresh: look again when it turns stale
+    (1000.0, 1800.0 - 1000.0 + 1.0, True),  # stale: look again when it is kill-old
+    (2000.0, None, True),  # past both: the interval (the kill is this pass's business)
+    (None, None, False),  # no heartbeat file: nothing to wait for
+])
+def test_the_deacon_keeper_passes_when_the_heartbeat_crosses_a_threshold(
+        age: float | None, soon: float | None, stale: bool) -> None:
+    """GT_INTERVAL is only the safety net: a heartbeat that turns stale is acted on when it
+    does (gastown.md §6.3: 15 min nudge, 30 min kill), not up to an interval later."""
+    from gastown_units.config import Settings
+    from gastown_units.runtime.notify import Notifier
+    from gastown_units.services.deacon_keeper import DeaconKeeper
+
+    keeper = DeaconKeeper(Settings(heartbeat_nudge=900.0, heartbeat_kill=1800.0))
+    ctx = Context(Notifier(), lambda: False)
+    keeper._next_look(age, ctx)
+    assert ctx.soon == soon
+    assert keeper._heartbeat_stale is stale
