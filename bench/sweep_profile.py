@@ -58,11 +58,10 @@ def _child(out: str, t0: float, argv: list[str]) -> None:
 
 
 def _trial(town: Path, server: Any, tree: Path, out: Path) -> tuple[float, dict[str, Any]]:
+    from gastown_units.town.jsonfile import parse_time
     from tests.harness import keeper
     from tests.harness.town import agent_record
     from tests.tmux.test_polecat_health import crash
-
-    from gastown_units.town.jsonfile import parse_time
 
     before = agent_record(tree)
     crash(server, tree, "nux")

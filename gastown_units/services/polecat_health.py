@@ -32,8 +32,10 @@ from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.runtime.wake import pending_marker
+from gastown_units.services import bd_cache
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
+from gastown_units.services.bd_cache import BdReads
 from gastown_units.services.polecat_plan import (
     Act,
     Limits,
@@ -57,6 +59,7 @@ from gastown_units.town.polecats import polecat_names, worktree
 from gastown_units.town.rigs import agent_databases, rig_database, rig_prefixes
 from gastown_units.town.session_heartbeat import read_session_heartbeat
 from gastown_units.town.shutdown_marks import clear_mark
+from gastown_units.town.stores import signature, store_dirs
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,11 @@ def triggered() -> bool:
 
 class RestartError(GastownError):
     """A crashed polecat could not be restarted (mailed to the witness)."""
+
+
+class _StaleCache(Exception):  # noqa: N818 - a signal, not an error
+    """The sweep judged on cached bd data would act on a polecat whose session exists
+    (a zombie or dead pane would be killed): judged again on fresh data."""
 
 
 @dataclass
@@ -141,6 +149,9 @@ class PolecatHealth(TownService):
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
         self.tracker = RestartTracker(town.daemon_dir / "restart_state.json", self.policy)
         self.state_file = state_path(town, "polecat-health")
+        self.cache_file = state_path(town, "polecat-health-bd-cache")
+        self._cache_key = repr((self.naming.is_l, sorted(self.prefixes.items())))
+        self._on_cache = False  # the current sweep judges on cached bd data
         return f"sweeping polecats of {len(self.rigs)} rig(s) in {town.root}"
 
     # --- the sweep -----------------------------------------------------------------------
@@ -238,14 +249,37 @@ class PolecatHealth(TownService):
             snap = self.tmux.snapshot()
         except ServerDown:
             return WAITING_FOR_TMUX
-        try:
+        fresh = False
+        while True:
+            try:
+                key, reads = self._bd_reads(fresh)
+            except ToolError as exc:  # unknown is not dead: no restarts on missing information
+                self.conditions.set("bd", f"bd failed, no polecat is restarted until it "
+                                    f"works: {exc}")
+                ctx.failed(str(exc))
+                return f"bd failed, nothing restarted: {exc}"
+            try:
+                return self._judge(snap, reads, ctx)
+            except _StaleCache:
+                log.debug("a polecat to act on has a session: judged again on fresh bd data")
+                fresh = True
+            finally:
+                bd_cache.save(self.cache_file, key, reads)
+
+    def _bd_reads(self, fresh: bool) -> tuple[str | None, BdReads]:
+        """The agent and rig beads: from the cache when the stores are unchanged since it
+        was written (and ``fresh`` is not asked), else from bd. Also returns the cache key,
+        from the stores' signature taken *before* any read."""
+        key = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
+        reads = None if fresh else bd_cache.load(self.cache_file, key)
+        if reads is None:
             agents = self._agent_beads()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
-        except ToolError as exc:  # unknown is not dead: no restarts on missing information
-            self.conditions.set("bd", f"bd failed, no polecat is restarted until it works: "
-                                f"{exc}")
-            ctx.failed(str(exc))
-            return f"bd failed, nothing restarted: {exc}"
+            reads = BdReads(agents, rig_beads)
+        return key, reads
+
+    def _judge(self, snap: Snapshot, reads: BdReads, ctx: Context) -> str:
+        self._on_cache = reads.cached
         self.tracker.load()
         state = SweepState.from_json(load_state(self.state_file))
         report = Sweep(reported=0 if self.naming.is_l else None)
@@ -253,7 +287,7 @@ class PolecatHealth(TownService):
             report.notes.append(f"rig {rig} not swept: {why}")
             ctx.failed(why)
         try:
-            facts = self._gather(snap, agents, rig_beads, report, ctx)
+            facts = self._gather(snap, reads, report, ctx)
             if facts is None:
                 return report.line()
             self.conditions.clear("bd", "bd works again: polecats are judged again")
@@ -314,13 +348,15 @@ class PolecatHealth(TownService):
         return filled, statuses
 
     # --- gathering facts ------------------------------------------------------------------
-    def _gather(self, snap: Snapshot, agents: dict[str, AgentBead],
-                rig_beads: dict[str, dict[str, Any]], report: Sweep, ctx: Context
+    def _gather(self, snap: Snapshot, reads: BdReads, report: Sweep, ctx: Context
                 ) -> list[PolecatFacts] | None:
         """Every polecat of every operational rig; locks taken on those that look dead.
 
         None when ``bd`` failed reading the hooked beads (then nothing is decided).
+        _StaleCache when ``reads`` came from the cache and a dead-looking polecat has a
+        session: a cache never causes a kill.
         """
+        agents, rig_beads = reads.agents, reads.rig_beads
         seen: list[tuple[Identity, AgentBead | None, AgentProgram]] = []
         for rig, prefix in sorted(self.prefixes.items()):
             closed = wisp_gate(self.town, rig) or \
@@ -363,6 +399,9 @@ class PolecatHealth(TownService):
         if len(busy) < len(dead):
             ctx.progress()
             fresh = self.tmux.snapshot()  # a fresh look now that their locks are ours
+        if reads.cached and any(view.first_pane(who.session) is not None
+                                for view in (snap, fresh) for who, _ in dead):
+            raise _StaleCache
         hooked: dict[str, dict[str, Any]] = {}
         if dead:
             # A hook that is no bead ID names no bead: it reads as missing (a STALE_HOOK
@@ -371,7 +410,12 @@ class PolecatHealth(TownService):
                      if is_bead_id(bead.hook_bead) and bead.hook_bead not in derived]
             try:
                 hooked = dict(derived)
-                hooked.update(self.beads.show_many(asked))
+                if reads.known(asked):
+                    hooked.update((i, reads.hooked[i]) for i in asked if i in reads.hooked)
+                else:
+                    found = self.beads.show_many(asked)
+                    reads.add_hooked(asked, found)
+                    hooked.update(found)
             except ToolError as exc:
                 self.conditions.set("bd", f"bd failed reading hooked beads, nothing "
                                     f"restarted until it works: {exc}")
@@ -502,6 +546,10 @@ class PolecatHealth(TownService):
         if pane is not None and liveness(pane, agent) is Liveness.RUNNING:
             log.info("%s came back while we looked: not restarted", f.session,
                      extra=agent_fields(who))
+            return False
+        if pane is not None and self._on_cache:  # a cache never causes a kill
+            log.info("%s has a session again, judged on cached bd data: not killed, judged "
+                     "again next sweep", f.session, extra=agent_fields(who))
             return False
         if pane is not None:
             self.actor.kill(who, pane, ctx)
