@@ -66,7 +66,7 @@ def _trial(town: Path, server: Any, tree: Path, out: Path) -> tuple[float, dict[
     before = agent_record(tree)
     crash(server, tree, "nux")
     argv = keeper.service_argv("polecat-health", town, server.socket, "--once",
-                               "--restart-backoff", "0")[3:]
+                               "--restart-backoff", "0", "--crash-loop-restarts", "1000")[3:]
     t0 = time.time()
     res = subprocess.run([sys.executable, "-m", "bench.sweep_profile", CHILD, str(out),
                           repr(t0), *argv], env=keeper.service_env(), capture_output=True,

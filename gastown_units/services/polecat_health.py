@@ -152,6 +152,8 @@ class PolecatHealth(TownService):
         self.cache_file = state_path(town, "polecat-health-bd-cache")
         self._cache_key = repr((self.naming.is_l, sorted(self.prefixes.items())))
         self._on_cache = False  # the current sweep judges on cached bd data
+        self._last: tuple[str | None, BdReads] | None = None  # the last sweep's bd reads
+        self._wrote = False  # this process wrote to the stores (a mail)
         return f"sweeping polecats of {len(self.rigs)} rig(s) in {town.root}"
 
     # --- the sweep -----------------------------------------------------------------------
@@ -175,6 +177,7 @@ class PolecatHealth(TownService):
             while time.monotonic() < wake and not self._events_arrived(None):
                 ctx.sleep(min(EVENT_POLL, wake - time.monotonic()))
             status = self._sweeps(ctx)
+        self._warm(ctx)
         return status
 
     def _sweeps(self, ctx: Context) -> str:
@@ -265,6 +268,7 @@ class PolecatHealth(TownService):
                 fresh = True
             finally:
                 bd_cache.save(self.cache_file, key, reads)
+                self._last = key, reads
 
     def _bd_reads(self, fresh: bool) -> tuple[str | None, BdReads]:
         """The agent and rig beads: from the cache when the stores are unchanged since it
@@ -277,6 +281,33 @@ class PolecatHealth(TownService):
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
             reads = BdReads(agents, rig_beads)
         return key, reads
+
+    def _warm(self, ctx: Context) -> None:
+        """Before the oneshot exits, and only while no tmux event waits: make the cache
+        good for the next event. Read bd again when the stores changed during our sweeps
+        because we wrote (a mail), and ask the work of every polecat that has work once,
+        so that the next crash is restarted without any bd call."""
+        if self._last is None or self._events_arrived(None):
+            return
+        key, reads = self._last
+        now = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
+        try:
+            if now != key:
+                if not self._wrote or now is None:
+                    return
+                ctx.progress()
+                key, reads = self._bd_reads(True)
+                if key != now or self._events_arrived(None):
+                    return
+            wanted = sorted({a.hook_bead for a in reads.agents.values()
+                             if is_bead_id(a.hook_bead)} - reads.asked)
+            if wanted:
+                ctx.progress()
+                reads.add_hooked(wanted, self.beads.show_many(wanted))
+        except ToolError as exc:
+            log.debug("bd cache not refreshed: %s", exc)
+            return
+        bd_cache.save(self.cache_file, key, reads)
 
     def _judge(self, snap: Snapshot, reads: BdReads, ctx: Context) -> str:
         self._on_cache = reads.cached
@@ -498,9 +529,8 @@ class PolecatHealth(TownService):
             clear_mark(self.town, f.session)
             log.info("%s has new work or a new session: its shutdown marker is removed",
                      f.session, extra=where)
-        for mailing in step.mails:
-            if self._send(mailing.to or f"{f.rig}/witness", mailing.subject, mailing.body):
-                state.incidents[mailing.key] = mailing.value
+        if step.act is not Act.RESTART:
+            self._mail(step, state)
         if step.act is Act.ELSEWHERE:
             report.elsewhere.append(f.elsewhere)
         elif step.act is Act.HOLD:
@@ -510,10 +540,17 @@ class PolecatHealth(TownService):
         elif step.act is Act.RESTART:
             ctx.progress()
             self._restart_one(step, report, ctx)
+            self._mail(step, state)  # after: each gt call costs the restart 0.1 s or more
         elif step.act is Act.REPORT and report.reported is not None:
             report.reported += 1
         if step.session_death:
             self._session_death(f)
+
+    def _mail(self, step: PolecatPlan, state: SweepState) -> None:
+        for mailing in step.mails:
+            if self._send(mailing.to or f"{step.facts.rig}/witness", mailing.subject,
+                          mailing.body):
+                state.incidents[mailing.key] = mailing.value
 
     def _restart_one(self, step: PolecatPlan, report: Sweep, ctx: Context) -> None:
         f, where = step.facts, _fields(step.facts)
@@ -586,6 +623,7 @@ class PolecatHealth(TownService):
             log.error("cannot append to %s: %s", self.town.events, exc)
 
     def _send(self, to: str, subject: str, body: str) -> bool:
+        self._wrote = True  # even a failed send may have written
         try:
             self.mail.send(to, subject, body)
         except GastownError as exc:
