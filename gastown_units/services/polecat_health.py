@@ -286,8 +286,9 @@ class PolecatHealth(TownService):
         """Before the oneshot exits, and only while no tmux event waits: make the cache
         good for the next event. Read bd again when the stores changed during our sweeps
         because we wrote (a mail), and ask the work of every polecat that has work once,
-        so that the next crash is restarted without any bd call."""
-        if self._last is None or self._events_arrived(None):
+        so that the next crash is restarted without any bd call. Not in [L] towns: no
+        restart is ours there, so no latency to win for the bd calls it costs."""
+        if self._last is None or self.naming.is_l or self._events_arrived(None):
             return
         key, reads = self._last
         now = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
