@@ -1,13 +1,14 @@
 """Where the time of one crash → running goes on the event path (issue 12, item 2).
 
-    python3 -m bench.sweep_profile [--trials 10]
+    python3 -m bench.sweep_profile [--trials 10] [--pyc]
 
 Builds a test town (stand-in bd/gt/agent, one polecat with hooked work on a private tmux
 server), then per trial: the polecat's agent crashes, its session closes, and at t0 a
 ``gastown-units run polecat-health --once`` starts as the .path unit would start it. The
 child process times every external call (``runner.run``) against t0; the latency is the new
 agent's ``started_at`` minus t0 (the systemd start and the hook's ``run-shell`` are not in
-it). Prints figures, asserts nothing.
+it). ``--pyc`` lets the child use byte-compiled modules (as the installed package does;
+this environment may set PYTHONDONTWRITEBYTECODE). Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _child(out: str, t0: float, argv: list[str]) -> None:
     sys.exit(main(argv))
 
 
-def _trial(town: Path, server: Any, tree: Path, out: Path) -> tuple[float, dict[str, Any]]:
+def _trial(town: Path, server: Any, tree: Path, out: Path, env: dict[str, str]
+           ) -> tuple[float, dict[str, Any]]:
     from gastown_units.town.jsonfile import parse_time
     from tests.harness import keeper
     from tests.harness.town import agent_record
@@ -69,7 +71,7 @@ def _trial(town: Path, server: Any, tree: Path, out: Path) -> tuple[float, dict[
                                "--restart-backoff", "0", "--crash-loop-restarts", "1000")[3:]
     t0 = time.time()
     res = subprocess.run([sys.executable, "-m", "bench.sweep_profile", CHILD, str(out),
-                          repr(t0), *argv], env=keeper.service_env(), capture_output=True,
+                          repr(t0), *argv], env=env, capture_output=True,
                          text=True, timeout=120, check=False)
     record = agent_record(tree)
     if record is None or before is None or record["pid"] == before["pid"]:
@@ -104,7 +106,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--pyc", action="store_true", help="byte-compiled modules")
     args = parser.parse_args()
+    from tests.harness import keeper
     from tests.harness.tmux_server import PrivateTmux
     from tests.harness.town import make_town
     from tests.tmux.test_polecat_health import polecat
@@ -116,9 +120,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             town = make_town(Path(tmp) / "town")
             tree = polecat(town, server, "nux")
+            env = keeper.service_env()
+            if args.pyc:
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pyc")
             for i in range(args.trials):
-                latency, prof = _trial(town, server, tree, Path(tmp) / f"prof{i}.json")
+                latency, prof = _trial(town, server, tree, Path(tmp) / f"prof{i}.json", env)
                 latencies.append(latency)
+                tools = [c["argv"][0] for c in prof["calls"]]
+                print(f"trial {i}: agent started +{latency * 1000:.0f} ms; calls: "
+                      f"{tools.count('bd')} bd, {tools.count('gt')} gt, "
+                      f"{tools.count('tmux')} tmux, {tools.count('git')} git")
                 if i in (0, args.trials - 1):
                     print(f"trial {i}: process start +{prof['start'] * 1000:.0f} ms")
                     for c in prof["calls"]:
