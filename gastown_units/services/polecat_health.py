@@ -9,8 +9,9 @@ Gathering takes the lock of every polecat that looks dead (one that another serv
 is left alone, and its death is not booked as a crash) and looks at tmux once more.
 Shutdown markers keep polecats shut down on request down until new work is hooked.
 Probes are batched: one tmux listing, one ``bd list``, one ``bd show`` per sweep (plus one
-listing and one ``bd show`` of the hooked beads when some polecat looks dead). Deaths,
-mail incidents and restart backoff persist between sweeps.
+listing and one ``bd show`` of the hooked beads when some polecat looks dead), and none
+while the beads stores are unchanged (:mod:`bd_cache`; never for a kill). Deaths, mail
+incidents and restart backoff persist between sweeps.
 """
 
 from __future__ import annotations
