@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +80,10 @@ def triggered() -> bool:
 
 class RestartError(GastownError):
     """A crashed polecat could not be restarted (mailed to the witness)."""
+
+
+class _EventWaits(Exception):  # noqa: N818 - a signal, not an error
+    """A tmux event arrived while the cache was being refreshed: stop, exit, sweep."""
 
 
 class _StaleCache(Exception):  # noqa: N818 - a signal, not an error
@@ -271,14 +276,17 @@ class PolecatHealth(TownService):
                 bd_cache.save(self.cache_file, key, reads)
                 self._last = key, reads
 
-    def _bd_reads(self, fresh: bool) -> tuple[str | None, BdReads]:
+    def _bd_reads(self, fresh: bool, between: Callable[[], None] = lambda: None
+                  ) -> tuple[str | None, BdReads]:
         """The agent and rig beads: from the cache when the stores are unchanged since it
-        was written (and ``fresh`` is not asked), else from bd. Also returns the cache key,
-        from the stores' signature taken *before* any read."""
+        was written (and ``fresh`` is not asked), else from bd (``between`` is called
+        before each database). Also returns the cache key, from the stores' signature
+        taken *before* any read."""
         key = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
         reads = None if fresh else bd_cache.load(self.cache_file, key)
         if reads is None:
-            agents = self._agent_beads()
+            agents = self._agent_beads(between)
+            between()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
             reads = BdReads(agents, rig_beads)
         return key, reads
@@ -289,25 +297,34 @@ class PolecatHealth(TownService):
         because we wrote (a mail), and ask the work of every polecat that has work once,
         so that the next crash is restarted without any bd call. Not in [L] towns: no
         restart is ours there, so no latency to win for the bd calls it costs."""
-        if self._last is None or self.naming.is_l or self._events_arrived(None):
+        if self._last is None or self.naming.is_l:
             return
+
+        def between() -> None:  # an event waits: its sweep must not wait for our reads
+            if self._events_arrived(None):
+                raise _EventWaits
+            ctx.progress()
+
         key, reads = self._last
         now = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
+        if now is None:  # a Dolt server: no cache to make good
+            return
         try:
+            between()
             if now != key:
-                if not self._wrote or now is None:
+                if not self._wrote:
                     return
-                ctx.progress()
-                key, reads = self._bd_reads(True)
-                if key != now or self._events_arrived(None):
-                    return
+                key, reads = self._bd_reads(True, between)
             wanted = sorted({a.hook_bead for a in reads.agents.values()
                              if is_bead_id(a.hook_bead)} - reads.asked)
             if wanted:
-                ctx.progress()
+                between()
                 reads.add_hooked(wanted, self.beads.show_many(wanted))
         except ToolError as exc:
             log.debug("bd cache not refreshed: %s", exc)
+            return
+        except _EventWaits:
+            log.debug("bd cache not refreshed: a tmux event waits")
             return
         bd_cache.save(self.cache_file, key, reads)
 
@@ -331,13 +348,15 @@ class PolecatHealth(TownService):
             self.actor.locks.release_all()
         return report.line()
 
-    def _agent_beads(self) -> dict[str, AgentBead]:
+    def _agent_beads(self, between: Callable[[], None] = lambda: None
+                     ) -> dict[str, AgentBead]:
         """Every agent bead of every rig: one listing per database that holds them (the
         rigs' own, where their prefixes route; beads.md §7.6), never truncated."""
         agents: dict[str, AgentBead] = {}
         if self.naming.is_l:
             return self._agent_beads_l()
         for database in agent_databases(self.town, self.prefixes):
+            between()
             agents.update((a.id, a) for a in self.beads.at(database).list_agents())
         return agents
 
