@@ -3,6 +3,9 @@
 Pane processes are not our children, so we use psutil (which checks PID reuse) instead of
 process groups we did not create.
 
+psutil is imported on first use (20 ms): the polecat-health oneshot on the event path
+restarts a polecat whose session is gone without ever needing it.
+
 No argv at all here: a PID from tmux output is an ``int`` (``parse_panes``), never text.
 The rule for ports that run programs: every argv element from data goes through
 :mod:`gastown_units.ports.argv` or after ``--``.
@@ -13,14 +16,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 log = logging.getLogger(__name__)
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
     """``pid`` and its descendants, deepest first; empty if ``pid`` is gone (or is no PID)."""
+    import psutil
+
     if pid <= 0:
         return []
     try:
@@ -37,6 +44,8 @@ def kill_tree(pid: int, *, grace: float = 2.0,
 
     Returns how many processes were signalled. Processes that vanish meanwhile are fine.
     """
+    import psutil
+
     procs = process_tree(pid)
     for proc in procs:
         try:
@@ -58,6 +67,8 @@ def kill_tree(pid: int, *, grace: float = 2.0,
 
 def child_names(pid: int) -> list[str]:
     """Names of the direct children of ``pid`` (to see an agent behind a shell)."""
+    import psutil
+
     if pid <= 0:
         return []
     try:
@@ -67,6 +78,8 @@ def child_names(pid: int) -> list[str]:
 
 
 def _name(proc: psutil.Process) -> str:
+    import psutil
+
     try:
         return proc.name()
     except psutil.Error:

@@ -18,7 +18,7 @@ value, a format) follows ``--``, which tmux 3.3a's getopt takes as the end of op
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +115,9 @@ class Tmux:
         return [*base, *args]
 
     def _run(self, *args: str, stdin: str | None = None) -> runner.Result:
+        return self._call([_literal(a) for a in args], stdin=stdin)
+
+    def _call(self, args: Sequence[str], stdin: str | None = None) -> runner.Result:
         result = runner.run(self.argv(*args), timeout=self.timeout, stdin=stdin)
         if not result.ok and _matches(result, _NO_SERVER):
             raise ServerDown(f"no tmux server{self._where()}: {result.error_line()}")
@@ -217,20 +220,28 @@ class Tmux:
             raise ToolError(f"tmux kill-session failed: {result.error_line()}")
 
     def set_environment(self, name: str, env: Mapping[str, str]) -> None:
-        for key in sorted(env):
-            self._check("set-environment", "-t", f"={check_name('session', name)}", "--",
-                        key, env[key])
+        self.sequence(environment_commands(name, env))
 
     def set_options(self, name: str, options: Mapping[str, str]) -> None:
-        for option, value in options.items():
-            # "=NAME" fails here: "=NAME:" targets the session's window
-            self._check("set-option", "-t", f"={check_name('session', name)}:", "--",
-                        option, value)
+        self.sequence(option_commands(name, options))
 
     def set_hook(self, name: str, hook: str, command: str) -> None:
         """A hook of the session's window (``set-hook -t =NAME: HOOK COMMAND``)."""
-        # tmux 3.3a stores pane hooks such as pane-died on the window: "=NAME:" targets it.
-        self._check("set-hook", "-t", f"={check_name('session', name)}:", "--", hook, command)
+        self.sequence([hook_command(name, hook, command)])
+
+    def sequence(self, commands: Sequence[Sequence[str]]) -> None:
+        """Several commands in one tmux client call (``;`` arguments between them): one
+        process instead of one each. tmux stops at the first that fails: ToolError then
+        (those before it took effect). Every argument reaches tmux as itself (:func:`_literal`)."""
+        args: list[str] = []
+        for command in commands:
+            args += [";"] if args else []
+            args += [_literal(a) for a in command]
+        if not args:
+            return
+        result = self._call(args)
+        if not result.ok:
+            raise ToolError(f"tmux {commands[0][0]} failed: {result.error_line()}")
 
     def set_global_hook(self, hook: str, command: str) -> None:
         self._check("set-hook", "-g", "--", hook, command)
@@ -247,6 +258,35 @@ class Tmux:
         if not _DELTA_RE.fullmatch(delta):
             raise BadInput(f"invalid resize delta {delta!r}: expected e.g. -1 or +1")
         self._check("resize-pane", "-t", f"={check_name('session', name)}:", "-y", delta)
+
+
+def environment_commands(name: str, env: Mapping[str, str]) -> list[list[str]]:
+    """``set-environment`` of every variable of ``env`` in the session (sorted)."""
+    target = f"={check_name('session', name)}"
+    return [["set-environment", "-t", target, "--", key, env[key]] for key in sorted(env)]
+
+
+def option_commands(name: str, options: Mapping[str, str]) -> list[list[str]]:
+    # "=NAME" fails here: "=NAME:" targets the session's window
+    target = f"={check_name('session', name)}:"
+    return [["set-option", "-t", target, "--", option, value]
+            for option, value in options.items()]
+
+
+def hook_command(name: str, hook: str, command: str) -> list[str]:
+    # tmux 3.3a stores pane hooks such as pane-died on the window: "=NAME:" targets it.
+    return ["set-hook", "-t", f"={check_name('session', name)}:", "--", hook, command]
+
+
+def _literal(arg: str) -> str:
+    r"""``arg`` as tmux must receive it to read it as itself: tmux takes an argument that
+    ends in ``;`` as the end of a command (a value ``a;`` would arrive as ``a``), and one
+    that ends in a backslash and ``;`` as ending in a literal ``;``.
+
+    >>> _literal("a;"), _literal("a\\;"), _literal("a;b")
+    ('a\\;', 'a\\\\;', 'a;b')
+    """
+    return f"{arg[:-1]}\\;" if arg.endswith(";") else arg
 
 
 def _matches(result: runner.Result, needles: tuple[str, ...]) -> bool:

@@ -9,8 +9,9 @@ Gathering takes the lock of every polecat that looks dead (one that another serv
 is left alone, and its death is not booked as a crash) and looks at tmux once more.
 Shutdown markers keep polecats shut down on request down until new work is hooked.
 Probes are batched: one tmux listing, one ``bd list``, one ``bd show`` per sweep (plus one
-listing and one ``bd show`` of the hooked beads when some polecat looks dead). Deaths,
-mail incidents and restart backoff persist between sweeps.
+listing and one ``bd show`` of the hooked beads when some polecat looks dead), and none
+while the beads stores are unchanged (:mod:`bd_cache`; never for a kill). Deaths, mail
+incidents and restart backoff persist between sweeps.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,8 +35,10 @@ from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.runtime.wake import pending_marker
+from gastown_units.services import bd_cache
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
+from gastown_units.services.bd_cache import BdReads
 from gastown_units.services.polecat_plan import (
     Act,
     Limits,
@@ -58,6 +62,7 @@ from gastown_units.town.polecats import polecat_names, worktree
 from gastown_units.town.rigs import agent_databases, rig_database, rig_prefixes
 from gastown_units.town.session_heartbeat import read_session_heartbeat
 from gastown_units.town.shutdown_marks import clear_mark
+from gastown_units.town.stores import signature, store_dirs
 from gastown_units.town.unit_state import load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,15 @@ def triggered() -> bool:
 
 class RestartError(GastownError):
     """A crashed polecat could not be restarted (mailed to the witness)."""
+
+
+class _EventWaits(Exception):  # noqa: N818 - a signal, not an error
+    """A tmux event arrived while the cache was being refreshed: stop, exit, sweep."""
+
+
+class _StaleCache(Exception):  # noqa: N818 - a signal, not an error
+    """The sweep judged on cached bd data would act on a polecat whose session exists
+    (a zombie or dead pane would be killed): judged again on fresh data."""
 
 
 @dataclass
@@ -145,6 +159,11 @@ class PolecatHealth(TownService):
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
         self.tracker = RestartTracker(town.daemon_dir / "restart_state.json", self.policy)
         self.state_file = state_path(town, "polecat-health")
+        self.cache_file = state_path(town, "polecat-health-bd-cache")
+        self._cache_key = repr((self.naming.is_l, sorted(self.prefixes.items())))
+        self._on_cache = False  # the current sweep judges on cached bd data
+        self._last: tuple[str | None, BdReads] | None = None  # the last sweep's bd reads
+        self._wrote = False  # this process wrote to the stores (a mail)
         return f"sweeping polecats of {len(self.rigs)} rig(s) in {town.root}"
 
     # --- the sweep -----------------------------------------------------------------------
@@ -168,6 +187,7 @@ class PolecatHealth(TownService):
             while time.monotonic() < wake and not self._events_arrived(None):
                 ctx.sleep(min(EVENT_POLL, wake - time.monotonic()))
             status = self._sweeps(ctx)
+        self._warm(ctx)
         return status
 
     def _sweeps(self, ctx: Context) -> str:
@@ -242,14 +262,78 @@ class PolecatHealth(TownService):
             snap = self.tmux.snapshot()
         except ServerDown:
             return WAITING_FOR_TMUX
-        try:
-            agents = self._agent_beads()
+        fresh = False
+        while True:
+            try:
+                key, reads = self._bd_reads(fresh)
+            except ToolError as exc:  # unknown is not dead: no restarts on missing information
+                self.conditions.set("bd", f"bd failed, no polecat is restarted until it "
+                                    f"works: {exc}")
+                ctx.failed(str(exc))
+                return f"bd failed, nothing restarted: {exc}"
+            try:
+                return self._judge(snap, reads, ctx)
+            except _StaleCache:
+                log.debug("a polecat to act on has a session: judged again on fresh bd data")
+                fresh = True
+            finally:
+                bd_cache.save(self.cache_file, key, reads)
+                self._last = key, reads
+
+    def _bd_reads(self, fresh: bool, between: Callable[[], None] = lambda: None
+                  ) -> tuple[str | None, BdReads]:
+        """The agent and rig beads: from the cache when the stores are unchanged since it
+        was written (and ``fresh`` is not asked), else from bd (``between`` is called
+        before each database). Also returns the cache key, from the stores' signature
+        taken *before* any read."""
+        key = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
+        reads = None if fresh else bd_cache.load(self.cache_file, key)
+        if reads is None:
+            agents = self._agent_beads(between)
+            between()
             rig_beads = self.beads.show_many([f"{p}-rig-{r}" for r, p in self.prefixes.items()])
-        except ToolError as exc:  # unknown is not dead: no restarts on missing information
-            self.conditions.set("bd", f"bd failed, no polecat is restarted until it works: "
-                                f"{exc}")
-            ctx.failed(str(exc))
-            return f"bd failed, nothing restarted: {exc}"
+            reads = BdReads(agents, rig_beads)
+        return key, reads
+
+    def _warm(self, ctx: Context) -> None:
+        """Before the oneshot exits, and only while no tmux event waits: make the cache
+        good for the next event. Read bd again when the stores changed during our sweeps
+        because we wrote (a mail), and ask the work of every polecat that has work once,
+        so that the next crash is restarted without any bd call. Not in [L] towns: no
+        restart is ours there, so no latency to win for the bd calls it costs."""
+        if self._last is None or self.naming.is_l:
+            return
+
+        def between() -> None:  # an event waits: its sweep must not wait for our reads
+            if self._events_arrived(None):
+                raise _EventWaits
+            ctx.progress()
+
+        key, reads = self._last
+        now = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
+        if now is None:  # a Dolt server: no cache to make good
+            return
+        try:
+            between()
+            if now != key:
+                if not self._wrote:
+                    return
+                key, reads = self._bd_reads(True, between)
+            wanted = sorted({a.hook_bead for a in reads.agents.values()
+                             if is_bead_id(a.hook_bead)} - reads.asked)
+            if wanted:
+                between()
+                reads.add_hooked(wanted, self.beads.show_many(wanted))
+        except ToolError as exc:
+            log.debug("bd cache not refreshed: %s", exc)
+            return
+        except _EventWaits:
+            log.debug("bd cache not refreshed: a tmux event waits")
+            return
+        bd_cache.save(self.cache_file, key, reads)
+
+    def _judge(self, snap: Snapshot, reads: BdReads, ctx: Context) -> str:
+        self._on_cache = reads.cached
         self.tracker.load()
         state = SweepState.from_json(load_state(self.state_file))
         report = Sweep(reported=0 if self.naming.is_l else None)
@@ -257,7 +341,7 @@ class PolecatHealth(TownService):
             report.notes.append(f"rig {rig} not swept: {why}")
             ctx.failed(why)
         try:
-            facts = self._gather(snap, agents, rig_beads, report, ctx)
+            facts = self._gather(snap, reads, report, ctx)
             if facts is None:
                 return report.line()
             self.conditions.clear("bd", "bd works again: polecats are judged again")
@@ -268,13 +352,15 @@ class PolecatHealth(TownService):
             self.actor.locks.release_all()
         return report.line()
 
-    def _agent_beads(self) -> dict[str, AgentBead]:
+    def _agent_beads(self, between: Callable[[], None] = lambda: None
+                     ) -> dict[str, AgentBead]:
         """Every agent bead of every rig: one listing per database that holds them (the
         rigs' own, where their prefixes route; beads.md §7.6), never truncated."""
         agents: dict[str, AgentBead] = {}
         if self.naming.is_l:
             return self._agent_beads_l()
         for database in agent_databases(self.town, self.prefixes):
+            between()
             agents.update((a.id, a) for a in self.beads.at(database).list_agents())
         return agents
 
@@ -318,13 +404,15 @@ class PolecatHealth(TownService):
         return filled, statuses
 
     # --- gathering facts ------------------------------------------------------------------
-    def _gather(self, snap: Snapshot, agents: dict[str, AgentBead],
-                rig_beads: dict[str, dict[str, Any]], report: Sweep, ctx: Context
+    def _gather(self, snap: Snapshot, reads: BdReads, report: Sweep, ctx: Context
                 ) -> list[PolecatFacts] | None:
         """Every polecat of every operational rig; locks taken on those that look dead.
 
         None when ``bd`` failed reading the hooked beads (then nothing is decided).
+        _StaleCache when ``reads`` came from the cache and a dead-looking polecat has a
+        session: a cache never causes a kill.
         """
+        agents, rig_beads = reads.agents, reads.rig_beads
         seen: list[tuple[Identity, AgentBead | None, AgentProgram]] = []
         for rig, prefix in sorted(self.prefixes.items()):
             closed = wisp_gate(self.town, rig) or \
@@ -367,6 +455,9 @@ class PolecatHealth(TownService):
         if len(busy) < len(dead):
             ctx.progress()
             fresh = self.tmux.snapshot()  # a fresh look now that their locks are ours
+        if reads.cached and any(view.first_pane(who.session) is not None
+                                for view in (snap, fresh) for who, _ in dead):
+            raise _StaleCache
         hooked: dict[str, dict[str, Any]] = {}
         if dead:
             # A hook that is no bead ID names no bead: it reads as missing (a STALE_HOOK
@@ -375,7 +466,12 @@ class PolecatHealth(TownService):
                      if is_bead_id(bead.hook_bead) and bead.hook_bead not in derived]
             try:
                 hooked = dict(derived)
-                hooked.update(self.beads.show_many(asked))
+                if reads.known(asked):
+                    hooked.update((i, reads.hooked[i]) for i in asked if i in reads.hooked)
+                else:
+                    found = self.beads.show_many(asked)
+                    reads.add_hooked(asked, found)
+                    hooked.update(found)
             except ToolError as exc:
                 self.conditions.set("bd", f"bd failed reading hooked beads, nothing "
                                     f"restarted until it works: {exc}")
@@ -438,7 +534,11 @@ class PolecatHealth(TownService):
         for step in plan.polecats:
             with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
                 self._perform_one(step, plan.state, report, ctx)
-        self._restart_all([s for s in plan.polecats if s.act is Act.RESTART], report, ctx)
+        restarts = [s for s in plan.polecats if s.act is Act.RESTART]
+        self._restart_all(restarts, report, ctx)
+        for step in restarts:  # after: each gt call costs the restart 0.1 s or more
+            with contained(f"polecat {step.facts.address}", ctx, _fields(step.facts)):
+                self._mail(step, plan.state)
         if plan.mass_death:
             self._mass_death(plan.mass_death)
         self.tracker = plan.tracker
@@ -459,9 +559,8 @@ class PolecatHealth(TownService):
             clear_mark(self.town, f.session)
             log.info("%s has new work or a new session: its shutdown marker is removed",
                      f.session, extra=where)
-        for mailing in step.mails:
-            if self._send(mailing.to or f"{f.rig}/witness", mailing.subject, mailing.body):
-                state.incidents[mailing.key] = mailing.value
+        if step.act is not Act.RESTART:
+            self._mail(step, state)
         if step.act is Act.ELSEWHERE:
             report.elsewhere.append(f.elsewhere)
         elif step.act is Act.HOLD:
@@ -472,6 +571,12 @@ class PolecatHealth(TownService):
             report.reported += 1
         if step.session_death:
             self._session_death(f)
+
+    def _mail(self, step: PolecatPlan, state: SweepState) -> None:
+        for mailing in step.mails:
+            if self._send(mailing.to or f"{step.facts.rig}/witness", mailing.subject,
+                          mailing.body):
+                state.incidents[mailing.key] = mailing.value
 
     def _restart_all(self, steps: list[PolecatPlan], report: Sweep, ctx: Context) -> None:
         """Restart these polecats side by side (each under its own lock, taken while
@@ -528,6 +633,10 @@ class PolecatHealth(TownService):
             log.info("%s came back while we looked: not restarted", f.session,
                      extra=agent_fields(who))
             return False
+        if pane is not None and self._on_cache:  # a cache never causes a kill
+            log.info("%s has a session again, judged on cached bd data: not killed, judged "
+                     "again next sweep", f.session, extra=agent_fields(who))
+            return False
         if pane is not None:
             self.actor.kill(who, pane, ctx)
         try:
@@ -563,6 +672,7 @@ class PolecatHealth(TownService):
             log.error("cannot append to %s: %s", self.town.events, exc)
 
     def _send(self, to: str, subject: str, body: str) -> bool:
+        self._wrote = True  # even a failed send may have written
         try:
             self.mail.send(to, subject, body)
         except GastownError as exc:

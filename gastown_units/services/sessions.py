@@ -17,7 +17,14 @@ from pathlib import Path
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports import procs
 from gastown_units.ports.nudge_lock import nudge_lock
-from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.ports.tmux import (
+    Pane,
+    Snapshot,
+    Tmux,
+    environment_commands,
+    hook_command,
+    option_commands,
+)
 from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import StartProfile, pane_died_hook
@@ -135,7 +142,7 @@ class SessionKeeper:
         Raises StartFailed (session removed) when the agent does not come up in time.
         Pre-sync is the actor's (it holds the agent's lock); the pane-died hook is set at once.
         """
-        theme, extra_env = profile.theme, profile.extra_env
+        extra_env = profile.extra_env
         session = identity.session
         workdir: Path = identity.workdir(self.town)
         if identity.role in _CHECKOUT_ROLES:
@@ -162,21 +169,7 @@ class SessionKeeper:
             self.tmux.new_session(session, cwd=workdir, command=command)
         log.info("started session %s in %s running %s", session, workdir, agent.argv[0],
                  extra=agent_fields(identity))
-        try:
-            if identity.naming.is_l:
-                env["GT_PANE_ID"] = self.tmux.display(session, "#{pane_id}")
-            self.tmux.set_environment(session, env)  # for humans who open a new pane
-            if theme:
-                self.tmux.set_options(session, theme.options(session))
-        except ToolError as exc:
-            log.warning("session %s: environment/theme not set: %s", session, exc,
-                        extra=agent_fields(identity))
-        if profile.pane_died_hook:  # at once, as Gas Town does: before the agent is up
-            try:
-                self.tmux.set_hook(session, "pane-died", pane_died_hook(identity))
-            except ToolError as exc:
-                log.warning("pane-died hook not set on %s: %s", session, exc,
-                            extra=agent_fields(identity))
+        self._finish(identity, env, profile)
         pane = self.wait_for_agent(session, agent, ctx, declared=identity.naming.is_l)
         self.accept_bypass(session, ctx)
         if profile.ready_prompt:
@@ -186,6 +179,34 @@ class SessionKeeper:
         if profile.startup_nudge:
             self.nudge(session, profile.startup_nudge, ctx, who=identity)
         return pane
+
+    def _finish(self, identity: Identity, env: dict[str, str], profile: StartProfile) -> None:
+        """The pane-died hook (at once, as Gas Town does: before the agent is up), the
+        environment (for humans who open a new pane) and the theme: one tmux call; when
+        it fails, each again on its own, so that one failure costs only its own part."""
+        session = identity.session
+        hook = [hook_command(session, "pane-died", pane_died_hook(identity))] \
+            if profile.pane_died_hook else []
+        theme = option_commands(session, profile.theme.options(session)) \
+            if profile.theme else []
+        try:
+            if identity.naming.is_l:
+                env["GT_PANE_ID"] = self.tmux.display(session, "#{pane_id}")
+            self.tmux.sequence([*hook, *environment_commands(session, env), *theme])
+            return
+        except ToolError as exc:
+            log.debug("session %s: one-call finish failed (%s): part by part", session, exc)
+        try:
+            self.tmux.sequence([*environment_commands(session, env), *theme])
+        except ToolError as exc:
+            log.warning("session %s: environment/theme not set: %s", session, exc,
+                        extra=agent_fields(identity))
+        if hook:
+            try:
+                self.tmux.sequence(hook)
+            except ToolError as exc:
+                log.warning("pane-died hook not set on %s: %s", session, exc,
+                            extra=agent_fields(identity))
 
     def _create_l(self, session: str, workdir: Path, env: dict[str, str], command: str,
                   ctx: Context) -> None:

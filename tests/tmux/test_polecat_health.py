@@ -204,5 +204,12 @@ def test_probes_are_batched(town: Path, tmux_server: PrivateTmux) -> None:
     before = len(calls.read_text().splitlines())
     assert sweep(town, tmux_server).returncode == 0
     made = [json.loads(line) for line in calls.read_text().splitlines()[before:]]
-    # Per sweep: the rig database's agents in both list forms, then the rig beads.
-    assert [c["argv"][0] for c in made if c["tool"] == "bd"] == ["list", "list", "show"]
+    # Per sweep: the rig database's agents in both list forms, then the rig beads; and
+    # once before the oneshot exits, the work of every polecat (the cache of the next event).
+    asked = [c["argv"] for c in made if c["tool"] == "bd"]
+    assert [argv[0] for argv in asked] == ["list", "list", "show", "show"]
+    assert len(asked[-1]) == 5  # the three polecats' work in one call (+ "show", "--json")
+    before = len(calls.read_text().splitlines())
+    assert sweep(town, tmux_server).returncode == 0
+    made = [json.loads(line) for line in calls.read_text().splitlines()[before:]]
+    assert [c for c in made if c["tool"] == "bd"] == []  # the stores did not change

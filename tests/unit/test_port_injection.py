@@ -291,3 +291,26 @@ def test_tmux_types_a_dash_text_literally(tmux_server: PrivateTmux, tmp_path: Pa
     tmux.send_key("inj", "Enter")
     poll_until(lambda: out.exists() and out.read_text() == "-t =nope: -X cancel\n",
                timeout=10, what="the typed text")
+
+
+def test_tmux_sequence_is_one_call_with_data_after_double_dash(fake: Fake) -> None:
+    tmux = Tmux(binary=str(fake.path), socket="s")
+    tmux.set_environment("hq-deacon", {"A": "-V", "B": "x;"})
+    (call,) = fake.calls()
+    assert call[4:] == ["set-environment", "-t", "=hq-deacon", "--", "A", "-V", ";",
+                        "set-environment", "-t", "=hq-deacon", "--", "B", "x\\;"]
+
+
+def test_tmux_sequence_keeps_semicolons_as_data(tmux_server: PrivateTmux, tmp_path: Path
+                                                ) -> None:
+    """On a real tmux, a value ending in ``;`` (which tmux reads as a command's end) or
+    naming a command arrives as itself, and nothing of it runs."""
+    tmux_server.tmux("new-session", "-d", "-s", "seq", "-c", str(tmp_path), "sleep 600")
+    tmux = Tmux(socket=tmux_server.socket)
+    values = {"A": "a;", "B": "b\\;", "C": ";", "D": "kill-server", "E": "x;y", "F": "\\"}
+    tmux.set_environment("seq", values)
+    assert {k: tmux.show_environment("seq", k) for k in values} == values
+    tmux.sequence([["set-option", "-t", "=seq:", "--", "status-left", "kill-server ;"]])
+    shown = tmux_server.tmux("show-option", "-v", "-t", "=seq:", "status-left").stdout
+    assert shown == "kill-server ;\n"
+    assert "seq" in tmux_server.sessions()
