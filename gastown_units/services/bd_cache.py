@@ -24,7 +24,6 @@ from gastown_units.town.jsonfile import parse_json, read_bytes, write_json_atomi
 
 log = logging.getLogger(__name__)
 
-MAX_AGE = 300.0  # seconds: beyond this a cache entry is read again even if unchanged
 VERSION = 1
 
 Signature = tuple[tuple[str, int, int, int], ...]
@@ -60,8 +59,10 @@ class BdReads:
         self.hooked.update({k: {"id": k, "status": v.get("status")} for k, v in found.items()})
 
 
-def load(path: Path, wanted: str | None, now: float | None = None) -> BdReads | None:
-    """The cached reads stored under ``wanted``, if young enough; else None (never raises
+def load(path: Path, wanted: str | None, max_age: float, now: float | None = None
+         ) -> BdReads | None:
+    """The cached reads stored under ``wanted``, if at most ``max_age`` old
+    (``GT_FACT_MAX_AGE``); else None (never raises
     for a missing, damaged, foreign or stale file)."""
     if wanted is None:
         return None
@@ -73,7 +74,7 @@ def load(path: Path, wanted: str | None, now: float | None = None) -> BdReads | 
                 data.get("key") != wanted:
             return None
         read_at = float(data["read_at"])
-        if not 0 <= now - read_at <= MAX_AGE:
+        if not 0 <= now - read_at <= max_age:
             return None
         agents = {str(k): _agent(v) for k, v in data["agents"].items()}
         rig_beads = {str(k): dict(v) for k, v in data["rig_beads"].items()}

@@ -287,7 +287,8 @@ class PolecatHealth(TownService):
         before each database). Also returns the cache key, from the stores' signature
         taken *before* any read."""
         key = bd_cache.digest(signature(store_dirs(self.town)), self._cache_key)
-        reads = None if fresh else bd_cache.load(self.cache_file, key)
+        reads = None if fresh else bd_cache.load(self.cache_file, key,
+                                                  self.settings.fact_max_age)
         if reads is None:
             agents = self._agent_beads(between)
             between()

@@ -13,6 +13,7 @@ from gastown_units.ports.beads import AgentBead
 from gastown_units.services import bd_cache
 from gastown_units.services.bd_cache import BdReads
 
+AGE = 300.0  # GT_FACT_MAX_AGE
 SIG = (("/t/.beads/issues.jsonl", 1, 10, 100),)
 AGENT = AgentBead("gt-r-polecat-nux", "gt-abc", "working", "2026-01-01T00:00:00Z", "open",
                   ("gt:agent",), hook_column="gt-abc")
@@ -29,7 +30,7 @@ def test_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "cache.json"
     key = bd_cache.digest(SIG, "k")
     bd_cache.save(path, key, _reads())
-    got = bd_cache.load(path, key)
+    got = bd_cache.load(path, key, AGE)
     assert got is not None and got.cached and not got.dirty
     assert got.agents == {AGENT.id: AGENT}
     assert got.rig_beads == {"gt-rig-r": {"id": "gt-rig-r", "labels": []}}
@@ -41,8 +42,8 @@ def test_another_signature_or_question_is_a_miss(tmp_path: Path) -> None:
     path = tmp_path / "cache.json"
     bd_cache.save(path, bd_cache.digest(SIG, "k"), _reads())
     changed = (("/t/.beads/issues.jsonl", 1, 11, 101),)
-    assert bd_cache.load(path, bd_cache.digest(changed, "k")) is None
-    assert bd_cache.load(path, bd_cache.digest(SIG, "other rigs")) is None
+    assert bd_cache.load(path, bd_cache.digest(changed, "k"), AGE) is None
+    assert bd_cache.load(path, bd_cache.digest(SIG, "other rigs"), AGE) is None
 
 
 def test_no_signature_no_cache(tmp_path: Path) -> None:
@@ -50,20 +51,20 @@ def test_no_signature_no_cache(tmp_path: Path) -> None:
     assert bd_cache.digest(None, "k") is None
     bd_cache.save(path, None, _reads())
     assert not path.exists()
-    assert bd_cache.load(path, None) is None
+    assert bd_cache.load(path, None, AGE) is None
 
 
 def test_an_old_entry_is_a_miss(tmp_path: Path) -> None:
     path = tmp_path / "cache.json"
     key = bd_cache.digest(SIG, "k")
     reads = _reads()
-    reads.read_at = time.time() - bd_cache.MAX_AGE - 1
+    reads.read_at = time.time() - AGE - 1
     bd_cache.save(path, key, reads)
-    assert bd_cache.load(path, key) is None
+    assert bd_cache.load(path, key, AGE) is None
     reads = _reads()
     reads.read_at = time.time() + 60  # from the future: a clock jump, not trusted
     bd_cache.save(path, key, reads)
-    assert bd_cache.load(path, key) is None
+    assert bd_cache.load(path, key, AGE) is None
 
 
 @pytest.mark.parametrize("damage", [
@@ -85,14 +86,14 @@ def test_a_damaged_file_is_no_cache(tmp_path: Path, damage: bytes) -> None:
     assert key is not None
     path.write_bytes(damage.replace(b"K", key.encode()).replace(
         b"NOW", str(time.time()).encode()))
-    assert bd_cache.load(path, key) is None
+    assert bd_cache.load(path, key, AGE) is None
 
 
 def test_a_directory_in_its_place_is_no_cache(tmp_path: Path) -> None:
     path = tmp_path / "cache.json"
     path.mkdir()
     key = bd_cache.digest(SIG, "k")
-    assert bd_cache.load(path, key) is None
+    assert bd_cache.load(path, key, AGE) is None
     bd_cache.save(path, key, _reads())  # logged, not raised
 
 
@@ -100,7 +101,7 @@ def test_only_new_reads_are_written(tmp_path: Path) -> None:
     path = tmp_path / "cache.json"
     key = bd_cache.digest(SIG, "k")
     bd_cache.save(path, key, _reads())
-    got = bd_cache.load(path, key)
+    got = bd_cache.load(path, key, AGE)
     assert got is not None
     path.unlink()
     bd_cache.save(path, key, got)  # nothing new: not rewritten
