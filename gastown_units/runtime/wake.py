@@ -62,6 +62,22 @@ def hook_command(event_file: Path) -> str:
     return f"run-shell -b {shlex.quote(shell)}"
 
 
+def inotify(what: str) -> tuple[ctypes.CDLL, int] | None:
+    """libc and a new non-blocking inotify descriptor, or None (logged: ``what`` is then
+    checked at the interval only)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    except (OSError, AttributeError) as exc:
+        log.info("no inotify (%s): %s checked at the interval only", exc, what)
+        return None
+    if fd < 0:
+        log.info("inotify_init1 failed (errno %d): %s checked at the interval only",
+                 ctypes.get_errno(), what)
+        return None
+    return libc, fd
+
+
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
 
 
@@ -92,18 +108,10 @@ class EventWatch:
         self._libc: ctypes.CDLL | None = None
         if path is None:
             return
-        try:
-            self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6",
-                                     use_errno=True)
-            fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        except (OSError, AttributeError) as exc:
-            log.info("no inotify (%s): waking by interval only", exc)
+        found = inotify("tmux events")
+        if found is None:
             return
-        if fd < 0:
-            log.info("inotify_init1 failed (errno %d): waking by interval only",
-                     ctypes.get_errno())
-            return
-        self.fd = fd
+        self._libc, self.fd = found
         self.arm()  # the first pass runs anyway: nothing to report
 
     def arm(self) -> bool:
@@ -207,14 +215,10 @@ class UnlinkWatch:
         self.fd: int | None = None
         if path is None:
             return
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        except (OSError, AttributeError) as exc:
-            log.info("no inotify (%s): %s checked by interval only", exc, path)
+        found = inotify(str(path))
+        if found is None:
             return
-        if fd < 0:
-            return
+        libc, fd = found
         if libc.inotify_add_watch(fd, os.fsencode(path.parent), _UNLINK_MASK) < 0:
             log.info("cannot watch %s (errno %d): checked by interval only", path.parent,
                      ctypes.get_errno())
@@ -305,15 +309,9 @@ class FileWatch:
         self._libc: ctypes.CDLL | None = None
         self._by_path: dict[Path, tuple[int, tuple[int, int]]] = {}  # path -> wd, (dev, ino)
         self._by_wd: dict[int, list[Watched]] = {}
-        try:
-            self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6",
-                                     use_errno=True)
-            fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        except (OSError, AttributeError) as exc:
-            log.info("no inotify (%s): town files are checked at the interval only", exc)
-            return
-        if fd >= 0:
-            self.fd = fd
+        found = inotify("town files")
+        if found is not None:
+            self._libc, self.fd = found
 
     def update(self, watched: list[Watched]) -> None:
         """Watch exactly ``watched`` from now on (missing directories are skipped)."""
