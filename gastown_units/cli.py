@@ -201,9 +201,10 @@ def _town_server(settings: Settings, *, refuse_unknown: bool = False) -> Setting
 @cli.command("tmux-ready")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait.")
 @click.option("--event-file", type=click.Path(path_type=Path), default=None,
-              help="Touch this file from global tmux hooks when a session closes or a "
-                   "pane dies, and create FILE.pending (the polecat-health .path "
-                   "unit's trigger).")
+              help="When a session closes or a pane dies, global tmux hooks write "
+                   "FILE.closed.SESSION (long-running services wake for their own "
+                   "sessions) and create FILE.pending (the polecat-health .path unit's "
+                   "trigger).")
 def tmux_ready(timeout: float, event_file: Path | None) -> None:
     """Wait until the tmux server answers, then set the event hooks (ExecStartPost)."""
     settings = _town_server(Settings.load())
@@ -220,9 +221,8 @@ def tmux_ready(timeout: float, event_file: Path | None) -> None:
         time.sleep(0.05)
     if event_file is not None:
         event_file.touch()
-        command = hook_command(event_file)
         for hook in EVENT_HOOKS:
-            tmux.set_global_hook(f"{hook}[{EVENT_HOOK_INDEX}]", command)
+            tmux.set_global_hook(f"{hook}[{EVENT_HOOK_INDEX}]", hook_command(event_file, hook))
 
 
 @cli.command()

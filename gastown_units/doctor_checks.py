@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gastown_units.runtime.wake import EVENT_HOOK_INDEX, EVENT_HOOKS, pending_marker
+from gastown_units.runtime.wake import CLOSED, EVENT_HOOK_INDEX, EVENT_HOOKS, pending_marker
 
 #: Highest ``systemd-analyze security`` exposure a sandboxed unit may have (one place; the
 #: units ship at about 2, README "Sandbox"; the systemd ring asserts it for every one).
@@ -297,13 +297,15 @@ def check_tmux_host(facts: Facts) -> list[Check]:
     checks.append(Check("tmux-server", True, f"tmux server answers at {tmux.where}"))
     missing = [h for h in EVENT_HOOKS if not _has_hook(tmux.hooks, h)]
     marker = pending_marker(Path(EVENT_FILE)).name
+    closed = Path(EVENT_FILE).name + CLOSED
     outdated = [h for h in EVENT_HOOKS if h not in missing
-                and not _has_hook(tmux.hooks, h, marker)]
+                and not (_has_hook(tmux.hooks, h, marker) and _has_hook(tmux.hooks, h, closed))]
     if missing or outdated:
         what = (f"event hooks missing: {', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in missing)}"
                 if missing else
-                f"event hooks of an older version (they do not create {marker}, so a death "
-                f"during a polecat-health sweep waits for the timer): "
+                f"event hooks of an older version (they do not write {marker} and "
+                f"{closed}SESSION, so a death during a polecat-health sweep waits for the "
+                f"timer, or every service wakes for every closed session): "
                 f"{', '.join(f'{h}[{EVENT_HOOK_INDEX}]' for h in outdated)}")
         checks.append(Check(
             "tmux-hooks", False, what,

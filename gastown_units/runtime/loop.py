@@ -129,10 +129,11 @@ class _Signals:
         self._on_wake(signum, _frame)
 
     def wait(self, seconds: float, events: EventWatch | None = None,
-             unlinks: UnlinkWatch | None = None, files: FileWatch | None = None
-             ) -> float | None:
-        """Sleep up to ``seconds``; return early on any signal, tmux event or unlink of the
-        town lock (``wake`` set), or a change of a watched town file (its gap returned)."""
+             unlinks: UnlinkWatch | None = None, files: FileWatch | None = None,
+             wants: Callable[[str], bool] | None = None) -> float | None:
+        """Sleep up to ``seconds``; return early on any signal, a tmux event about a
+        session ``wants`` (by its token; None: every session) or unlink of the town lock
+        (``wake`` set), or a change of a watched town file (its gap returned)."""
         if self.stop or self.wake:
             return None
         fds = [self._read]
@@ -153,8 +154,12 @@ class _Signals:
         if unlinks is not None and unlinks.fd in ready and unlinks.drain():
             self.wake = True
         if events is not None and events.fd in ready:
-            events.drain()
-            self.wake = True
+            closed = events.drain()
+            if closed is None or wants is None or any(map(wants, closed)):
+                self.wake = True
+            elif closed:
+                log.debug("tmux event for %s: not our agent's session, no pass",
+                          ", ".join(sorted(closed)))
         if self._read in ready:
             try:
                 while os.read(self._read, 64):
@@ -176,6 +181,22 @@ def watched_by(service: Service) -> list[Watched]:
         log.debug("cannot tell which files to watch: %s", exc)
         return []
     return list(found)
+
+
+def wanted_by(service: Service) -> Callable[[str], bool] | None:
+    """Which closed sessions (by token) wake ``service``: those its ``wakes_for`` names,
+    or every one when it has none; a question it cannot answer wakes it."""
+    wakes_for = getattr(service, "wakes_for", None)
+    if wakes_for is None:
+        return None
+
+    def wants(token: str) -> bool:
+        try:
+            return bool(wakes_for(token))
+        except Exception as exc:  # noqa: BLE001 - waking is always safe, a crash is not
+            log.debug("cannot tell whether session %s is ours (%s): waking", token, exc)
+            return True
+    return wants
 
 
 def with_failures(status: str, failures: list[str]) -> str:
@@ -232,6 +253,7 @@ def run_service(service: Service, *, interval: float, once: bool,
         log.info("%s started: %s", service.name, first)
         if files is not None:  # before the first pass ends: nothing said meanwhile is lost
             files.update(watched_by(service))
+        wants = wanted_by(service)
         lock_file = getattr(service, "lock_file", None)  # the held town lock, if any
         if not once and isinstance(lock_file, Path):
             unlinks = UnlinkWatch(lock_file)
@@ -273,7 +295,7 @@ def run_service(service: Service, *, interval: float, once: bool,
             while not signals.stop and not signals.wake:
                 if (left := deadline - time.monotonic()) <= 0:
                     break
-                gap = signals.wait(min(wait, left), events, unlinks, files)
+                gap = signals.wait(min(wait, left), events, unlinks, files, wants)
                 if gap is not None:  # a watched file changed: pass after its gap
                     deadline = min(deadline, ended + gap)
                     log.debug("a watched town file changed: next pass within %.1fs", gap)

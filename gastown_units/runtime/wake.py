@@ -1,9 +1,11 @@
 """Wake a service when tmux reports a closed session, instead of waiting for its interval.
 
-``gastown-tmux.service`` sets global tmux hooks that rewrite an event file whenever a
-session closes or a pane dies. Long-running services watch that file's directory with
-inotify, so a dead agent is noticed at once; the interval stays as the safety net. Where
-inotify or the directory is unavailable the service simply polls.
+``gastown-tmux.service`` sets global tmux hooks that, whenever a session closes or a pane
+dies, write a marker named after the session beside the event file and create the pending
+marker. Long-running services watch that directory with inotify, and each wakes only for
+the sessions of its own agents (``wakes_for``), so a dead agent is noticed at once and a
+town's other services stay asleep; the interval stays as the safety net. Where inotify or
+the directory is unavailable the service simply polls.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import shlex
 import struct
 from dataclasses import dataclass
@@ -50,16 +53,70 @@ def pending_marker(event_file: Path) -> Path:
     return event_file.with_name(event_file.name + ".pending")
 
 
-def hook_command(event_file: Path) -> str:
-    """The tmux command of every event hook: rewrite the event file (long-running services
-    watch its directory), then create the pending marker (the oneshot's trigger).
+# Where each hook finds the name of the session its event is about (tmux 3.3a): a
+# session-closed hook knows it only as hook_session_name (its session_name is some other,
+# live session), a pane-died hook only as session_name (hook_session_name is empty).
+HOOK_SESSION = {"session-closed": "hook_session_name", "pane-died": "session_name"}
+CLOSED = ".closed."  # the hooks' per-session marker: <event file><CLOSED><session token>
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# The tmux format of the token: tmux itself replaces every other character, so nothing
+# of a session's name reaches the shell but letters, digits, '_' and '-'.
+_TOKEN_FORMAT = "#{s/[^A-Za-z0-9_-]/_/:%s}"
 
-    >>> hook_command(Path("/run/gastown-tmux/events"))
-    "run-shell -b ': > /run/gastown-tmux/events; : > /run/gastown-tmux/events.pending'"
+
+def session_token(name: str) -> str:
+    """A session's name as the hooks spell it in their marker's file name.
+
+    >>> session_token("gt-gastown-witness"), session_token("a b;$(x)")
+    ('gt-gastown-witness', 'a_b___x_')
     """
-    marker = pending_marker(event_file)
-    shell = f": > {shlex.quote(str(event_file))}; : > {shlex.quote(str(marker))}"
-    return f"run-shell -b {shlex.quote(shell)}"
+    return _UNSAFE.sub("_", name)
+
+
+def hook_command(event_file: Path, hook: str) -> str:
+    """The tmux command of the event hook ``hook``: write the closed session's marker
+    beside the event file (long-running services watch the directory, and each wakes only
+    for its own agents' sessions), then create the pending marker (the oneshot's trigger).
+
+    >>> for part in hook_command(Path("/run/gastown-tmux/events"), "pane-died").split("; "):
+    ...     print(part)
+    run-shell -b ': > /run/gastown-tmux/events.closed.#{s/[^A-Za-z0-9_-]/_/:session_name}
+    : > /run/gastown-tmux/events.pending'
+    """
+    closed = _literal(shlex.quote(str(event_file) + CLOSED)) + _TOKEN_FORMAT % HOOK_SESSION[hook]
+    marker = _literal(shlex.quote(str(pending_marker(event_file))))
+    return f"run-shell -b {shlex.quote(f': > {closed}; : > {marker}')}"
+
+
+def _literal(text: str) -> str:
+    """``text`` as a literal in a tmux format (run-shell expands its command)."""
+    return text.replace("#", "##")
+
+
+def closed_sessions(event_file: Path, names: set[str]) -> frozenset[str] | None:
+    """The session tokens that entries ``names`` of the event directory report closed, or
+    None when any session may have closed: the event file itself changed (the hooks of an
+    older version, still set on a tmux host that kept running across an upgrade), the
+    directory did (``""``; an overflow), or a marker names no session.
+
+    >>> sorted(closed_sessions(Path("/r/events"), {"events.closed.gt-a", "events.pending"}))
+    ['gt-a']
+    >>> closed_sessions(Path("/r/events"), {"events"}) is None
+    True
+    >>> closed_sessions(Path("/r/events"), {"events.pending"})
+    frozenset()
+    """
+    prefix = event_file.name + CLOSED
+    tokens = set()
+    for name in names:
+        if name in ("", event_file.name):
+            return None
+        if name.startswith(prefix):
+            token = name[len(prefix):]
+            if not token:
+                return None
+            tokens.add(token)
+    return frozenset(tokens)
 
 
 def inotify(what: str) -> tuple[ctypes.CDLL, int] | None:
@@ -150,23 +207,30 @@ class EventWatch:
             self._libc.inotify_rm_watch(self.fd, self._wd)  # fails harmlessly if gone
         self._watching, self._watched, self._wd = False, None, -1
 
-    def drain(self) -> None:
-        """Read pending events: any means "look now"; only the end of our watch matters.
+    def drain(self) -> frozenset[str] | None:
+        """Read pending events: the tokens (:func:`session_token`) of the sessions they
+        report closed, or None for "any session may have closed" (see
+        :func:`closed_sessions`; also when the watch itself ended).
 
         The kernel ends a watch with ``IN_IGNORED`` when its directory is removed (the tmux
         unit stopped); the next :meth:`arm` then watches the new one even if it got the
         old inode number back.
         """
-        if self.fd is None:
-            return
+        if self.fd is None or self.path is None:
+            return frozenset()
+        names: set[str] = set()
         try:
             while chunk := os.read(self.fd, 4096):
+                names |= names_in(chunk)
                 if self._watching and self._wd in ignored_watches(chunk):
                     self._watching, self._watched, self._wd = False, None, -1
+                    names.add("")
         except BlockingIOError:
             pass
         except OSError:  # the watched directory went away (tmux unit stopped)
             self._watching = False
+            return None
+        return closed_sessions(self.path, names)
 
     def close(self) -> None:
         if self.fd is not None:

@@ -29,7 +29,7 @@ from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.facts import Cached
 from gastown_units.runtime.loop import Context
-from gastown_units.runtime.wake import Watched
+from gastown_units.runtime.wake import Watched, session_token
 from gastown_units.services.actor import BUSY_RETRY, Kept, OperatorHeld
 from gastown_units.services.base import TownService, setup_errors
 from gastown_units.services.profiles import Reason
@@ -118,6 +118,10 @@ class DeaconKeeper(TownService):
         return [*super().watched(),
                 Watched(self.town.heartbeat.parent,
                         frozenset({self.town.heartbeat.name, ".deacon-heartbeat"}))]
+
+    def wakes_for(self, token: str) -> bool:
+        """A tmux event wakes us for the Deacon's and Boot's sessions only."""
+        return token in {session_token(self.deacon.session), session_token(self.boot.session)}
 
     # --- one pass -------------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:

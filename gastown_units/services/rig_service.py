@@ -11,7 +11,7 @@ from gastown_units.ports.beads import Beads
 from gastown_units.ports.tmux import Snapshot
 from gastown_units.runtime.events import agent_fields
 from gastown_units.runtime.loop import Context
-from gastown_units.runtime.wake import Watched
+from gastown_units.runtime.wake import Watched, session_token
 from gastown_units.services.actor import BUSY_RETRY, Kept
 from gastown_units.services.base import TownService, setup_errors, store_watches
 from gastown_units.services.rig_gate import RigGate
@@ -82,6 +82,11 @@ class RigService(TownService):
         wisp = self.town.wisp_config(self.rig)
         return [*super().watched(), Watched(wisp.parent, frozenset({wisp.name})),
                 *store_watches(self.gate.stores())]
+
+    def wakes_for(self, token: str) -> bool:
+        """A tmux event wakes us for our own agent's session only; the rig's polecats are
+        polecat-health's, and their deaths need no patrol before the next pass."""
+        return token == session_token(self.identity.session)
 
     def patrol_pass(self, snap: Snapshot, ctx: Context) -> list[str]:
         """Subclass hook: the rig patrol after the agent is kept; returns status parts."""

@@ -13,11 +13,15 @@ from gastown_units import doctor_checks as dc
 from gastown_units.cli import main
 from gastown_units.commands import doctor as gather
 from gastown_units.doctor_checks import Backoff, Check, Facts, TmuxFacts, Tool, Unit
+from gastown_units.runtime.wake import hook_command
 
-HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events; "
-         ": > /run/gastown-tmux/events.pending\"\n"
-         "pane-died[77] run-shell -b \": > /run/gastown-tmux/events; "
-         ": > /run/gastown-tmux/events.pending\"\n")
+HOOKS = "".join(f"{hook}[77] {hook_command(Path(dc.EVENT_FILE), hook)}\n"
+                for hook in dc.EVENT_HOOKS)
+# The hooks of the version before the per-session markers: every service woke for each.
+STOP18_HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events; "
+                ": > /run/gastown-tmux/events.pending\"\n"
+                "pane-died[77] run-shell -b \": > /run/gastown-tmux/events; "
+                ": > /run/gastown-tmux/events.pending\"\n")
 OLD_HOOKS = ("session-closed[77] run-shell -b \": > /run/gastown-tmux/events\"\n"
              "pane-died[77] run-shell -b \": > /run/gastown-tmux/events\"\n")
 
@@ -142,11 +146,12 @@ def test_hooks_of_an_older_version_are_named_with_the_command_that_renews_them()
     """Hooks set before the pending marker existed: a death during a sweep would wait for
     the timer (the tmux host keeps its hooks across a package upgrade)."""
     facts = healthy()
-    tmux = dataclasses.replace(facts.tmux or TmuxFacts(), hooks=OLD_HOOKS)
-    bad = only_failure(dataclasses.replace(facts, tmux=tmux))
-    assert bad.detail.startswith("event hooks of an older version")
-    assert "session-closed[77], pane-died[77]" in bad.detail
-    assert "gastown-units tmux-ready --event-file /run/gastown-tmux/events" in bad.fix
+    for old in (OLD_HOOKS, STOP18_HOOKS):  # no pending marker; no per-session marker
+        tmux = dataclasses.replace(facts.tmux or TmuxFacts(), hooks=old)
+        bad = only_failure(dataclasses.replace(facts, tmux=tmux))
+        assert bad.detail.startswith("event hooks of an older version"), old
+        assert "session-closed[77], pane-died[77]" in bad.detail
+        assert "gastown-units tmux-ready --event-file /run/gastown-tmux/events" in bad.fix
 
 
 def test_split_town() -> None:

@@ -142,3 +142,33 @@ def test_the_loop_wait_returns_when_the_lock_is_unlinked(tmp_path: Path) -> None
         timer.join()
         watch.close()
         signals.restore()
+
+
+def test_the_loop_wakes_for_wanted_sessions_only(tmp_path: Path) -> None:
+    """The hooks' per-session marker wakes a service only for a session it wants; the
+    event file itself (older hooks), or a marker without a name, wakes it whatever it
+    wants; the pending marker (polecat-health's) wakes nobody."""
+    run = tmp_path / "gastown-tmux"
+    run.mkdir()
+    event = run / "events"
+    event.touch()
+    watch = EventWatch(event)
+    signals = _Signals()
+    ours = {"gt-gastown-witness"}
+    try:
+        for name, wakes in [("events.closed.gt-gastown-nux", False),
+                            ("events.pending", False),
+                            ("events.closed.gt-gastown-witness", True),
+                            ("events", True),
+                            ("events.closed.", True)]:
+            signals.wake = False
+            (run / name).write_text("")
+            signals.wait(0.5, watch, wants=ours.__contains__)
+            assert signals.wake is wakes, name
+        signals.wake = False
+        (run / "events.closed.gt-gastown-nux").write_text("")
+        signals.wait(0.5, watch)  # a service that names no sessions: every one wakes it
+        assert signals.wake
+    finally:
+        watch.close()
+        signals.restore()
