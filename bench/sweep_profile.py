@@ -6,9 +6,10 @@ Builds a test town (stand-in bd/gt/agent, one polecat with hooked work on a priv
 server), then per trial: the polecat's agent crashes, its session closes, and at t0 a
 ``gastown-units run polecat-health --once`` starts as the .path unit would start it. The
 child process times every external call (``runner.run``) against t0; the latency is the new
-agent's ``started_at`` minus t0 (the systemd start and the hook's ``run-shell`` are not in
-it). ``--pyc`` lets the child use byte-compiled modules (as the installed package does;
-this environment may set PYTHONDONTWRITEBYTECODE). Prints figures, asserts nothing.
+agent's ``exec_at`` (its first instruction) minus t0 (the systemd start and the hook's
+``run-shell`` are not in it). ``--pyc`` lets the child use byte-compiled modules (as the
+installed package does; this environment may set PYTHONDONTWRITEBYTECODE). Prints figures,
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _trial(town: Path, server: Any, tree: Path, out: Path, env: dict[str, str]
     record = agent_record(tree)
     if record is None or before is None or record["pid"] == before["pid"]:
         sys.exit(f"no restart (exit {res.returncode}):\n{res.stderr}")
-    started = parse_time(record["started_at"])
+    started = parse_time(record.get("exec_at", record["started_at"]))
     assert started is not None
     return started.timestamp() - t0, json.loads(out.read_text())
 

@@ -23,8 +23,10 @@ README tells an operator. Then, in this order:
    tmux server) until every agent with work runs again (Deacon, Witnesses, Refineries,
    polecats), by each agent's own start record.
 4. **crash -> running** per role: the agent process in the pane is killed with SIGKILL
-   by the probe (its clock) until the new agent's start record (``.agent/record.json``,
-   ``started_at``, the same clock) appears; polled from the host as files, no guest
+   by the probe (its clock) until the moment the new agent program began, by its start
+   record (``.agent/record.json`` ``exec_at``, the same clock: the stand-in's first
+   instruction, before its re-exec and imports, which took another ~0.1 s of the stand-in's
+   own and were counted up to stop 18); polled from the host as files, no guest
    processes. Polecats are taken round-robin across rigs (trial i: rig i mod R, polecat
    (i div R) mod P), so consecutive kills hit different rigs and each polecat is killed
    as rarely as the town allows; a polecat whose restart backoff is still running when
@@ -316,7 +318,9 @@ class Host:
         record = self.record(agent)
         if record is None:
             return None
-        pid, started = record.get("pid"), record.get("started_at")
+        # exec_at: when the new agent program began; started_at comes ~0.1 s later, after
+        # the stand-in's own re-exec and imports (no supervisor work).
+        pid, started = record.get("pid"), record.get("exec_at", record.get("started_at"))
         if not isinstance(pid, int) or not isinstance(started, str):
             return None
         return (pid, parse_time(started)) if self.alive_agent(pid) else None
