@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -767,6 +768,10 @@ def test_agent_record_input_heartbeat_and_exit(town, workdir):
         assert rec["cwd"] == str(workdir)
         assert rec["env"]["GT_ROLE"] == "deacon" and rec["env"]["GT_ROOT"] == str(town)
         assert rec["started_at"]
+        # exec_at: the first process's beginning, carried across the re-exec, not leaked
+        begun, started = (datetime.fromisoformat(rec[k]) for k in ("exec_at", "started_at"))
+        assert timedelta(0) <= started - begun < timedelta(seconds=10)
+        assert "STANDIN_AGENT_EXEC_AT" not in rec["env"]
         assert len((workdir / ".agent" / "starts.log").read_text().splitlines()) == 1
         # nudges arrive as lines on stdin
         p.stdin.write(b"HEALTH_CHECK: respond\x1b\n")
