@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gastown_units.errors import BadInput, ToolError
+from gastown_units.errors import BadInput, GastownError, ToolError
 from gastown_units.ports import runner
 from gastown_units.ports.argv import checked_name as _checked_name
 
@@ -146,6 +146,16 @@ class Tmux:
         if not result.ok:
             raise ToolError(f"tmux list-panes failed: {result.error_line()}")
         return parse_panes(result.stdout)
+
+    def server_started(self) -> float | None:
+        """When the tmux server started (``#{start_time}``, its own clock), or None when
+        it cannot be asked or answers no number: then nothing is known."""
+        try:
+            result = self._run("display-message", "-p", "#{start_time}")
+        except GastownError:  # no server, a timeout: unknown
+            return None
+        text = result.stdout.strip() if result.ok else ""
+        return float(text) if text.isdigit() else None
 
     def has_session(self, name: str) -> bool:
         result = self._run("has-session", "-t", f"={check_name('session', name)}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -346,12 +346,22 @@ class PolecatHealth(TownService):
             if facts is None:
                 return report.line()
             self.conditions.clear("bd", "bd works again: polecats are judged again")
-            plan = plan_sweep(facts, state, self.tracker, self.limits, time.time(),
-                              report_only=self.naming.is_l)
+            now = time.time()
+            plan = plan_sweep(facts, state, self.tracker, self.limits, now,
+                              report_only=self.naming.is_l,
+                              server_started=self._server_started(facts, now))
             self._perform(plan, report, ctx)
         finally:
             self.actor.locks.release_all()
         return report.line()
+
+    def _server_started(self, facts: Sequence[PolecatFacts], now: float) -> float | None:
+        """When the tmux server started, asked only when a dead polecat's backoff would
+        hold it (one call; a host restart must not make the town wait out backoffs)."""
+        if any(f.liveness is not Liveness.RUNNING and f.hook_bead
+               and self.tracker.blocked(f.session, now) for f in facts):
+            return self.tmux.server_started()
+        return None
 
     def _agent_beads(self, between: Callable[[], None] = lambda: None
                      ) -> dict[str, AgentBead]:

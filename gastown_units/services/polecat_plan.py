@@ -136,19 +136,24 @@ class SweepPlan:
 
 
 def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: RestartTracker,
-               limits: Limits, now: float, *, report_only: bool = False) -> SweepPlan:
+               limits: Limits, now: float, *, report_only: bool = False,
+               server_started: float | None = None) -> SweepPlan:
     """Decide every polecat of one sweep; ``state`` and ``tracker`` are not changed.
 
     The returned plan carries the new state and tracker to save once it is performed.
     ``report_only`` ([L] towns, gastown-2026.md §6.5): crashes are reported, never
     restarted; the witness and Gas Town's stuck-agent-dog restart polecats there.
+    ``server_started``: when the tmux server started, if known; a polecat whose last
+    restart came before it died with the old server, so its backoff does not hold it and
+    its restart is not booked as one more crash.
     """
     new_state = copy.deepcopy(state)
     new_tracker = copy.deepcopy(tracker)
     plans: list[PolecatPlan] = []
     mass: tuple[str, ...] = ()
     for polecat in facts:
-        plan, died = _plan_one(polecat, new_state, new_tracker, limits, now, report_only)
+        plan, died = _plan_one(polecat, new_state, new_tracker, limits, now, report_only,
+                               server_started)
         if died:
             mass = _count_death(polecat, new_state, limits, now) or mass
         plans.append(plan)
@@ -156,7 +161,8 @@ def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: Restar
 
 
 def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
-              now: float, report_only: bool = False) -> tuple[PolecatPlan, bool]:
+              now: float, report_only: bool = False, server_started: float | None = None
+              ) -> tuple[PolecatPlan, bool]:
     """One polecat's plan, and whether a new death is to be counted.
 
     A polecat an operator holds is not judged at all: no death, no mail, no restart, no
@@ -171,7 +177,7 @@ def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limit
         return PolecatPlan(f, Act.ON_HOLD,
                            logs=() if said else ((logging.WARNING, text),)), False
     released = state.incidents.pop(held, None) is not None
-    plan, died = _plan_unheld(f, state, tracker, limits, now, report_only)
+    plan, died = _plan_unheld(f, state, tracker, limits, now, report_only, server_started)
     if released:
         over = (logging.INFO, f"{f.session} is no longer held by an operator")
         plan = replace(plan, logs=(over, *plan.logs))
@@ -179,15 +185,16 @@ def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limit
 
 
 def _plan_unheld(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
-                 now: float, report_only: bool = False) -> tuple[PolecatPlan, bool]:
+                 now: float, report_only: bool = False, server_started: float | None = None
+                 ) -> tuple[PolecatPlan, bool]:
     split = f"split:{f.session}"
     if f.elsewhere:
         said = state.incidents.get(split) == f.elsewhere
         state.incidents[split] = f.elsewhere
         return PolecatPlan(f, Act.ELSEWHERE,
                            logs=() if said else ((logging.WARNING, f.elsewhere),)), False
-    judge = _plan_reported if report_only else _plan_judged
-    plan, died = judge(f, state, tracker, limits, now)
+    plan, died = (_plan_reported(f, state, tracker, limits, now) if report_only else
+                  _plan_judged(f, state, tracker, limits, now, server_started))
     if state.incidents.pop(split, None) is not None:
         over = (logging.INFO, f"split town over for {f.session}: not on another tmux server")
         plan = replace(plan, logs=(over, *plan.logs))
@@ -195,7 +202,8 @@ def _plan_unheld(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
 
 
 def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,
-                 now: float) -> tuple[PolecatPlan, bool]:
+                 now: float, server_started: float | None = None
+                 ) -> tuple[PolecatPlan, bool]:
     plan = PolecatPlan(f)
     if f.liveness is Liveness.RUNNING:
         return _alive(f, plan, state, tracker, limits, now), False
@@ -247,6 +255,12 @@ def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
                              f"`gastown-units clear-backoff {f.address}`.", to="mayor/"))
     mails = [m for m in mails if state.incidents.get(m.key) != m.value]
     blocked = tracker.blocked(f.session, now)
+    with_server = tracker.loop_since(f.session) is None and \
+        tracker.before_server(f.session, server_started)
+    if blocked and with_server:
+        logs.append((logging.INFO, f"{f.session} ended with the tmux server, which started "
+                     "after its last restart: its restart backoff does not hold it"))
+        blocked = None
     if blocked:
         logs.append((logging.INFO, f"{f.session} is dead with work hooked; not restarted "
                      f"now ({blocked})"))
@@ -255,7 +269,10 @@ def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
     logs.append((logging.WARNING, f"CRASH DETECTED: polecat {f.address} has hook_bead="
                  f"{f.hook_bead} but session {f.session} is "
                  f"{'a zombie' if f.liveness is Liveness.ZOMBIE else 'dead'}"))
-    tracker.record(f.session, now)
+    if with_server:  # the old server's end is no crash of the polecat's own
+        tracker.restarted_with_server(f.session, now)
+    else:
+        tracker.record(f.session, now)
     return replace(plan, act=Act.RESTART, kill_first=f.liveness is Liveness.ZOMBIE,
                    mails=tuple(mails), logs=tuple(logs), events=tuple(events)), new_death
 

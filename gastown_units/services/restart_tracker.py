@@ -132,6 +132,21 @@ class RestartTracker:
             return f"backing off for {entry.backoff_until - now:.0f}s more"
         return None
 
+    def before_server(self, key: str, server_started: float | None) -> bool:
+        """Whether ``key``'s last booked restart came before the tmux server started: its
+        session then ended with the old server (a reboot, a restart of the tmux host), not
+        by a crash of its own. An unknown start time is no such evidence.
+
+        >>> t = RestartTracker(Path("/nonexistent"), Policy())
+        >>> t.record("gt-a", 100.0)
+        >>> [t.before_server(key, at) for key, at in
+        ...  [("gt-a", 150.0), ("gt-a", 50.0), ("gt-a", None), ("gt-b", 150.0)]]
+        [True, False, False, False]
+        """
+        entry = self.agents.get(key)
+        return (server_started is not None and entry is not None
+                and entry.last_restart is not None and entry.last_restart < server_started)
+
     def backoff_ends(self, key: str, now: float) -> float | None:
         """When ``key``'s backoff ends, if it is backing off now (a crash loop never ends by
         itself: None)."""
@@ -166,6 +181,12 @@ class RestartTracker:
         entry.last_restart = now
         delay = min(self.policy.base * 2.0 ** min(entry.restart_count - 1, 64), self.policy.cap)
         entry.backoff_until = now + delay
+
+    def restarted_with_server(self, key: str, now: float) -> None:
+        """Book a restart after the tmux server's end as no crash: its time is kept (a
+        later death in this server's life is the polecat's own again), its count and
+        backoff are not raised."""
+        self.agents.setdefault(key, Restarts()).last_restart = now
 
     def stable(self, key: str, now: float) -> bool:
         """Forget an agent that has stayed up long enough; True if it was forgotten."""

@@ -118,3 +118,32 @@ def json_time(value: str) -> float:
     parsed = parse_time(value)
     assert parsed is not None, value
     return parsed.timestamp()
+
+
+def test_a_tmux_host_restart_waits_out_no_backoff(town: Path,
+                                                  tmux_server: PrivateTmux) -> None:
+    """The polecat was just restarted (backing off for 30 s) when the tmux server went
+    (a reboot, ``systemctl restart gastown-tmux``): the next sweep brings it back at once,
+    and the server's end does not count as one more of its crashes."""
+    tree = polecat(town, tmux_server, "nux")
+    crash(tmux_server, tree, "nux")
+    assert sweep(town, tmux_server).returncode == 0
+    restarted = poll_until(lambda: (p := tmux_server.pane(f"gt-{RIG}-nux")) and p[0],
+                           timeout=30, what="the first restart")
+    booked = _restarts(town)[f"gt-{RIG}-nux"]
+    assert booked["restart_count"] == 1
+    # tmux tells its start time in whole seconds: let the next second begin
+    state = town / "daemon" / "restart_state.json"
+    poll_until(lambda: time.time() - os.stat(state).st_mtime >= 1.1, timeout=10,
+               what="a second to pass")
+    tmux_server.stop()
+    tmux_server.start()
+    result = sweep(town, tmux_server)
+    assert result.returncode == 0, result.stderr
+    assert "ended with the tmux server, which started after its last restart" in result.stderr
+    back = poll_until(lambda: (p := tmux_server.pane(f"gt-{RIG}-nux")) and p[0], timeout=30,
+                      what="the polecat back after the host restart")
+    assert back != restarted
+    after = _restarts(town)[f"gt-{RIG}-nux"]
+    assert (after["restart_count"], after["backoff_until"]) == (
+        1, booked["backoff_until"])

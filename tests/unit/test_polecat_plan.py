@@ -21,7 +21,7 @@ from gastown_units.services.polecat_plan import (
     SweepState,
     plan_sweep,
 )
-from gastown_units.services.restart_tracker import Policy, RestartTracker
+from gastown_units.services.restart_tracker import Policy, Restarts, RestartTracker
 from gastown_units.services.sessions import Liveness
 from gastown_units.town.shutdown_marks import ShutdownMark
 
@@ -62,6 +62,38 @@ def test_a_crashed_polecat_is_restarted_and_its_orphaned_work_mailed_once() -> N
         "ORPHANED_WORK: gt-gastown-polecat-nux has hooked work but is dead"]
     second = plans[1].polecats[0]
     assert second.act is Act.HOLD and second.mails == ()  # backing off, told once
+
+
+def test_a_death_with_the_tmux_server_waits_out_no_backoff() -> None:
+    """A polecat restarted at 1000 backs off until 1030; the tmux server restarts at 1005
+    (a reboot, gastown-tmux restarted) and takes its session: that is not its crash, so it
+    comes back at once and its backoff is not raised. A crash after that, in the new
+    server's life, is its own again and backs off."""
+    state, track = SweepState(), tracker()
+    first = plan_sweep([facts()], state, track, LIMITS, 1000.0)
+    assert first.polecats[0].act is Act.RESTART
+    held = plan_sweep([facts()], first.state, first.tracker, LIMITS, 1006.0)
+    assert held.polecats[0].act is Act.HOLD  # the server's start time unknown: held
+    older = plan_sweep([facts()], first.state, first.tracker, LIMITS, 1006.0,
+                       server_started=999.0)  # a server older than the restart: its crash
+    assert older.polecats[0].act is Act.HOLD
+    back = plan_sweep([facts()], first.state, first.tracker, LIMITS, 1006.0,
+                      server_started=1005.0)
+    assert back.polecats[0].act is Act.RESTART
+    assert any("ended with the tmux server" in text for _, text in back.polecats[0].logs)
+    entry = back.tracker.agents["gt-gastown-nux"]
+    assert (entry.restart_count, entry.backoff_until) == (1, 1030.0)  # not raised
+    again = plan_sweep([facts()], back.state, back.tracker, LIMITS, 1008.0,
+                       server_started=1005.0)
+    assert again.polecats[0].act is Act.HOLD  # its own crash: backing off until 1030
+
+
+def test_a_crash_loop_is_not_ended_by_the_tmux_server() -> None:
+    track = tracker()
+    track.agents["gt-gastown-nux"] = Restarts(last_restart=1000.0, restart_count=5,
+                                              backoff_until=1600.0, crash_loop_since=1000.0)
+    plan = plan_sweep([facts()], SweepState(), track, LIMITS, 1100.0, server_started=1050.0)
+    assert plan.polecats[0].act is Act.HOLD
 
 
 def test_plan_does_not_change_its_inputs() -> None:
