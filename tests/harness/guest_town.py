@@ -166,16 +166,19 @@ one_rig() {
     sh -c "$hook" hook "$rigdir" "$name" "$bead"
   done <"$1"
 }
-running=0
-for list in "$@"; do
-  if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
-  one_rig "$list" &
-  running=$((running + 1))
-done
+# By PID (oldest first): `wait -n` may answer 127 for a job bash has already reaped.
 status=0
-while [ "$running" -gt 0 ]; do
-  wait -n || status=$?
-  running=$((running - 1))
+pids=()
+for list in "$@"; do
+  if [ "${#pids[@]}" -ge "$jobs" ]; then
+    wait "${pids[0]}" || status=$?
+    pids=("${pids[@]:1}")
+  fi
+  one_rig "$list" &
+  pids+=("$!")
+done
+for pid in "${pids[@]}"; do
+  wait "$pid" || status=$?
 done
 exit $status
 """
