@@ -7,8 +7,6 @@ all of them, and they competed for the CPU with the one that owned the dead agen
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +50,11 @@ def test_the_hooks_name_the_closed_session_and_run_nothing_of_it(
         tmux_server.tmux("kill-session", "-t", made.stdout.strip())
         poll_until(lambda n=name: marker(events, n).exists(), timeout=10,  # type: ignore[misc]
                    what=f"the marker of {name!r}")
-    # pane-died: a session that stays (remain-on-exit) whose agent died
+    # pane-died, run by tmux itself (set-hook -R) in the context of a live session: tmux
+    # 3.3a reaps a remain-on-exit pane's dead child only at some later SIGCHLD, so a real
+    # death fires pane-died after 0.05 s or after 40 s (measured); the expansion is the point
     tmux_server.tmux("new-session", "-d", "-s", "gt-gastown-furiosa", "sleep 300")
-    tmux_server.tmux("set-option", "-w", "-t", "=gt-gastown-furiosa:", "remain-on-exit", "on")
-    pid = tmux_server.tmux("list-panes", "-t", "=gt-gastown-furiosa", "-F", "#{pane_pid}")
-    os.kill(int(pid.stdout.strip()), signal.SIGTERM)  # the sleep this test started
+    tmux_server.tmux("set-hook", "-R", "-t", "=gt-gastown-furiosa:", "pane-died")
     poll_until(lambda: marker(events, "gt-gastown-furiosa").exists(), timeout=10,
                what="the pane-died marker")
     assert events.with_name("events.pending").exists()
