@@ -162,10 +162,7 @@ def test_a_rigs_target_disabled(guest: GuestSystemd, town: str) -> None:
 
 def test_a_corrupt_restart_state_set_aside(guest: GuestSystemd, town: str) -> None:
     state = f"{town}/daemon/restart_state.json"
-    # Put in place whole, the owner's: the running services look at it the moment it is
-    # there (and set it aside), before a chown after the write could reach it.
-    guest.write_file(state + ".new", "{ corrupt", owner=OWNER)
-    guest.run(["mv", "--", state + ".new", state])
+    guest.write_file(state, "{ corrupt", owner=OWNER)
     # A sweep sets it aside: the running service is woken by the file (and the reload).
     guest.systemctl("reload-or-restart", "gastown-polecat-health.service")
     guest.wait_for(lambda: guest.run(["test", "-e", state + ".bad"], check=False)
