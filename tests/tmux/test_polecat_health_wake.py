@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -179,34 +178,6 @@ def test_a_reload_sweeps_at_once_and_reads_bd_afresh(
         poll_until(lambda: out.count("pass over:") > passes, timeout=30,
                    what="the sweep the reload asked for")
         assert out.count("bd list --label=gt:agent") > reads, "the cache was used"
-    finally:
-        code, _ = keeper.stop(proc)
-        print("".join(out.lines))  # shown when the test fails
-    assert code == 0
-
-
-def test_its_own_restart_state_writes_wake_nothing_an_operators_do(
-        town: Path, tmux_server: PrivateTmux, tmp_path: Path) -> None:
-    """A restart that fails (no worktree) with no backoff is tried once per wake: the
-    restart the sweep books in daemon/restart_state.json does not wake the service again
-    (that was a retry loop, one CRASHED_POLECAT mail a second); ``clear-backoff`` does."""
-    make_rig_repos(town / RIG)
-    hook_work(town, RIG, "nux")
-    (town / RIG / "polecats" / "nux").mkdir(parents=True)
-    proc, out = _resident(town, tmux_server, tmp_path / "run" / "events",
-                          "--restart-backoff", "0")
-    try:
-        _settled(out)  # a loop would never settle
-        assert out.count(f"restart of gt-{RIG}-nux failed") == 1
-        cleared = subprocess.run(
-            [sys.executable, "-m", "gastown_units", "clear-backoff", "--town", str(town),
-             f"{RIG}/nux"], capture_output=True, text=True, timeout=60,
-            env=keeper.service_env())
-        assert cleared.returncode == 0, cleared.stderr
-        poll_until(lambda: out.count(f"restart of gt-{RIG}-nux failed") == 2, timeout=30,
-                   what="the sweep the operator's clear-backoff woke")
-        _settled(out)
-        assert out.count(f"restart of gt-{RIG}-nux failed") == 2
     finally:
         code, _ = keeper.stop(proc)
         print("".join(out.lines))  # shown when the test fails
