@@ -17,8 +17,7 @@ import os
 import re
 import shlex
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -322,15 +321,12 @@ class Watched:
     ``names``: only these entries count (None: any, except those in ``ignore``). ``gap``:
     the pass this wakes starts no sooner than this many seconds after the last one ended,
     so that a burst of writes (a busy beads store) costs one pass, not one per write.
-    ``known``: whether the entry as it is now is what the service wrote or read itself
-    (then its change wakes nothing: a service is not woken by its own writes).
     """
 
     directory: Path
     names: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
     gap: float = 1.0
-    known: Callable[[str], bool] | None = field(default=None, compare=False)
 
     def counts(self, name: str) -> bool:
         """Whether a change of entry ``name`` ("" = the directory itself) counts.
@@ -341,21 +337,9 @@ class Watched:
         """
         if not name:
             return True
-        if self.names is not None and name not in self.names:
-            return False
-        if self.names is None and name in self.ignore:
-            return False
-        return self.known is None or not self.known(name)
-
-
-def file_stamp(path: Path) -> tuple[int, int, int] | None:
-    """The file's inode, mtime and size (None: missing or unreadable): a write by anyone
-    changes it, so what a service wrote or read can be told from a later change."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+        if self.names is not None:
+            return name in self.names
+        return name not in self.ignore
 
 
 def parse_events(data: bytes) -> list[tuple[int, int, str]]:

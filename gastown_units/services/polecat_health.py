@@ -35,7 +35,7 @@ from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
-from gastown_units.runtime.wake import Watched, file_stamp, pending_marker, session_token
+from gastown_units.runtime.wake import pending_marker, session_token
 from gastown_units.services import bd_cache
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
@@ -134,8 +134,6 @@ class PolecatHealth(TownService):
         self.rigs: dict[str, Rig] = {}
         self._others: frozenset[str] = frozenset()  # tokens of the sessions of other roles
         self._fresh = False  # the next sweep reads bd afresh (not from the cache)
-        # The restart state's file as our last read or write left it (see watched).
-        self._state_seen: tuple[int, int, int] | None = None
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -176,26 +174,6 @@ class PolecatHealth(TownService):
             self.conditions.set(f"prefix:{rig}", f"rig {rig} is not swept: {why}",
                                 level=logging.ERROR, fields={"GT_RIG": rig})
         self._save_conditions()
-
-    def watched(self) -> list[Watched]:
-        """What the base watches, but the restart state counts only when it is not as our
-        last read or write left it: an operator's ``clear-backoff`` wakes us, the restart
-        each sweep books does not (it would sweep again at once, and retry a failed
-        restart whose backoff is 0 in a loop)."""
-        state = self.tracker.path
-        found: list[Watched] = []
-        for w in super().watched():
-            if w.directory == state.parent and w.names is not None and state.name in w.names:
-                found += [replace(w, names=w.names - {state.name}),
-                          Watched(state.parent, frozenset({state.name}),
-                                  known=lambda _name: self._state_known())]
-            else:
-                found.append(w)
-        return found
-
-    def _state_known(self) -> bool:
-        return self._state_seen is not None and file_stamp(self.tracker.path) == \
-            self._state_seen
 
     def wakes_for(self, token: str) -> bool:
         """A tmux event wakes us unless it names the session of an agent of another role
@@ -366,7 +344,6 @@ class PolecatHealth(TownService):
     def _judge(self, snap: Snapshot, reads: BdReads, ctx: Context) -> str:
         self._on_cache = reads.cached
         self.tracker.load()
-        self._state_seen = file_stamp(self.tracker.path)
         state = SweepState.from_json(load_state(self.state_file))
         report = Sweep(reported=0 if self.naming.is_l else None)
         for rig, why in sorted(self.unusable.items()):  # said every sweep until repaired
@@ -726,7 +703,6 @@ class PolecatHealth(TownService):
     def _save(self, state: SweepState) -> None:
         try:
             self.tracker.save()
-            self._state_seen = file_stamp(self.tracker.path)
             save_state(self.state_file, state.to_json())
         except OSError as exc:
             log.error("cannot save sweep state: %s", exc)
