@@ -133,7 +133,6 @@ class PolecatHealth(TownService):
         self._backoff_due: float | None = None  # the earliest backoff end the last sweep met
         self.rigs: dict[str, Rig] = {}
         self._others: frozenset[str] = frozenset()  # tokens of the sessions of other roles
-        self._fresh = False  # the next sweep reads bd afresh (not from the cache)
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
@@ -193,7 +192,6 @@ class PolecatHealth(TownService):
         wakes us for it).
         """
         self.reread_rigs(self.rigs, self._use_rigs)
-        self._fresh = ctx.reloaded  # systemctl reload: the first sweep reads bd afresh
         status = self._sweeps(ctx)
         if self._backoff_due is not None:
             left = max(0.0, self._backoff_due - time.time())
@@ -270,7 +268,7 @@ class PolecatHealth(TownService):
             snap = self.tmux.snapshot()
         except ServerDown:
             return WAITING_FOR_TMUX
-        fresh, self._fresh = self._fresh, False
+        fresh = False
         while True:
             try:
                 key, reads = self._bd_reads(fresh)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -164,24 +163,6 @@ def test_a_polecat_killed_in_backoff_is_restarted_when_the_backoff_ends(
     assert code == 0, text
     assert "backing off" in text and "Traceback" not in text
     assert not events.with_name("events.pending").exists()
-
-
-def test_a_reload_sweeps_at_once_and_reads_bd_afresh(
-        town: Path, tmux_server: PrivateTmux, tmp_path: Path) -> None:
-    """``systemctl reload`` (SIGHUP): a sweep now, on bd's answers, not on the cache."""
-    polecat(town, tmux_server, "nux")
-    proc, out = _resident(town, tmux_server, tmp_path / "run" / "events")
-    try:
-        _settled(out)
-        passes, reads = out.count("pass over:"), out.count("bd list --label=gt:agent")
-        proc.send_signal(signal.SIGHUP)
-        poll_until(lambda: out.count("pass over:") > passes, timeout=30,
-                   what="the sweep the reload asked for")
-        assert out.count("bd list --label=gt:agent") > reads, "the cache was used"
-    finally:
-        code, _ = keeper.stop(proc)
-        print("".join(out.lines))  # shown when the test fails
-    assert code == 0
 
 
 def test_a_rig_added_while_it_runs_is_swept(tmp_path: Path, tmux_server: PrivateTmux
