@@ -15,8 +15,8 @@ README tells an operator. Then, in this order:
    PIDs too) and from BSD process accounting (``acct(2)`` switched on in the guest's PID
    namespace: one record per process that exits, with its command name). CPU is the cgroup
    ``usage_usec`` of every ``gastown-*.service`` but the tmux host (the bd/gt/tmux they
-   start included), read from the host; a unit that came and went would be counted by
-   what ``system.slice`` gained beyond its live units. RSS is ``MemoryCurrent`` where
+   start included), read from the host; the oneshot sweeps that come and go are counted
+   by what ``system.slice`` gained beyond its live units. RSS is ``MemoryCurrent`` where
    the guest's systemd has it, else the main PID's VmRSS (the table says which).
 2. **exposure**: ``systemd-analyze security`` of every installed unit that runs our code.
 3. **cold start**: ``systemctl restart gastown-tmux.service`` (every agent dies with the
@@ -32,7 +32,7 @@ README tells an operator. Then, in this order:
    as rarely as the town allows; a polecat whose restart backoff is still running when
    its turn comes is given ``gastown-units clear-backoff`` first (outside the measured
    time; the count is printed). Every trial waits for the whole town to be up again,
-   and one quiet second with no agent started. The polecat trials are repeated beside
+   no sweep running, and one quiet second. The polecat trials are repeated beside
    ``--load`` busy processes on the host.
 
 It prints figures as it goes and a table at the end; it asserts nothing about timings.
@@ -359,6 +359,14 @@ class Host:
                  if (usage := self.usage_usec(path)) is not None}
         return self.usage_usec(self.cgroup / "system.slice") or 0, units
 
+    def sweep_running(self) -> bool:
+        procs = self.cgroup / "system.slice" / "gastown-polecat-health.service" / "cgroup.procs"
+        try:
+            return bool(procs.read_text().strip())
+        except OSError:
+            return False
+
+
 def _unified_mount() -> Path:
     for line in Path("/proc/self/mounts").read_text().splitlines():
         fields = line.split()
@@ -379,14 +387,14 @@ def wait_until(predicate: object, *, timeout: float, interval: float = 0.2) -> b
 
 
 def wait_healthy(host: Host, town: Town, *, timeout: float, quiet: float = 1.0) -> list[Agent]:
-    """Until every agent runs and none started for ``quiet`` seconds; the agents still
-    down at the timeout (empty: healthy)."""
+    """Until every agent runs, no sweep runs and no agent started for ``quiet`` seconds;
+    the agents still down at the timeout (empty: healthy)."""
     deadline = time.monotonic() + timeout
     while True:
         states = [host.running(a) for a in town.agents]
         missing = [a for a, s in zip(town.agents, states, strict=True) if s is None]
         latest = max((s[1] for s in states if s is not None), default=0.0)
-        if not missing and time.time() - latest >= quiet:
+        if not missing and not host.sweep_running() and time.time() - latest >= quiet:
             return []
         if time.monotonic() >= deadline:
             return missing
@@ -492,7 +500,7 @@ def measure_idle(guest: GuestSystemd, host: Host, probe: Probe, town: Town, seco
     log(f"  by command ({window:.0f} s): "
         + (", ".join(f"{c} {n}" for c, n in seen.most_common()) or "none"))
     # CPU: the live supervisor units' deltas, plus what the slice gained beyond its live
-    # units (any unit that came and went: none is expected).
+    # units (the oneshot sweeps and any other unit that came and went).
     supervisors = 0
     per_unit: dict[str, int] = {}
     live_delta = 0
@@ -507,10 +515,10 @@ def measure_idle(guest: GuestSystemd, host: Host, probe: Probe, town: Town, seco
     supervisors += transient
     cpu_pct = supervisors / (window * 1e6) * 100
     result.rows["idle CPU, all supervisors (% of a core)"] = f"{cpu_pct:.2f} %"
-    result.rows["  of which units that came and went"] = (
+    result.rows["  of which oneshot runs (polecat-health ...)"] = (
         f"{transient / (window * 1e6) * 100:.2f} %" + (" (+ other units!)" if others else ""))
     log(f"  supervisor CPU {supervisors / 1e6:.2f} s in {window:.0f} s = {cpu_pct:.2f} % "
-        f"of a core; units that came and went {transient / 1e6:.2f} s "
+        f"of a core; oneshot/transient units {transient / 1e6:.2f} s "
         f"(seen: {', '.join(sorted(transient_seen)) or 'none'})")
     for name, delta in sorted(per_unit.items(), key=lambda kv: -kv[1])[:8]:
         log(f"    {name}: {delta / (window * 1e6) * 100:.2f} %")
@@ -523,7 +531,6 @@ def measure_rss(guest: GuestSystemd, host: Host, town: Town, result: Result) -> 
     rig0 = next(iter(town.rigs))
     groups = {"deacon-keeper": ["gastown-deacon-keeper.service"],
               "lifecycle-mail": ["gastown-lifecycle-mail.service"],
-              "polecat-health": ["gastown-polecat-health.service"],
               "witness@": [f"gastown-witness@{r}.service" for r in town.rigs],
               "refinery@": [f"gastown-refinery@{r}.service" for r in town.rigs]}
     source = "VmRSS of the main PID"
@@ -753,7 +760,7 @@ ROW_ORDER = (
     "idle processes /s (acct, exited)",
     "idle processes /s by command",
     "idle CPU, all supervisors (% of a core)",
-    "  of which units that came and went",
+    "  of which oneshot runs (polecat-health ...)",
 )
 
 
