@@ -22,8 +22,7 @@ from tests.harness.operator_day import run_in_guest, show
 OWNER = "lena"
 RIGS = {"gastown": "gt", "stockdrop": "st"}
 UNITS = ("gastown.target", "gastown-deacon-keeper", "gastown-lifecycle-mail",
-         "gastown-polecat-health", "gastown-polecat-health.path",
-         "gastown-polecat-health.timer",
+         "gastown-polecat-health.path", "gastown-polecat-health.timer",
          "gastown-rig@gastown.target", "gastown-rig@stockdrop.target")
 
 

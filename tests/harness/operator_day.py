@@ -41,13 +41,6 @@ def show(guest: GuestSystemd, *argv: str, user: str | None = None, cwd: str = "/
     return result.returncode
 
 
-def sweep(guest: GuestSystemd, town: str) -> int:
-    """A polecat-health sweep by hand, as the owner (it returns when it is done; the
-    running service sweeps on the same events by itself)."""
-    return show(guest, "gastown-units", "run", "polecat-health", "--once", user=OWNER,
-                cwd=town)
-
-
 def day(guest: GuestSystemd) -> list[str]:
     """The whole day in a booted guest with the package installed; the steps not ok."""
     failures: list[str] = []
@@ -84,13 +77,14 @@ def day(guest: GuestSystemd) -> list[str]:
                 "looking at it") == 0, "hold")
     pid = tmux_panes(guest, OWNER)[f"gt-{RIG}-nux"][0]
     show(guest, "tmux", "kill-session", "-t", f"=gt-{RIG}-nux", user=OWNER)
-    sweep(guest, town)
+    guest.run(["systemctl", "start", "gastown-polecat-health.service"], check=False)
     expect(f"gt-{RIG}-nux" not in tmux_panes(guest, OWNER),
            "a held polecat stays down after a sweep")
     show(guest, "gastown-units", "status")
     expect(show(guest, "gastown-units", "release", f"{RIG}/nux") == 0, "release")
     # Its first start counted as a restart (30 s backoff): let it go now.
-    show(guest, "gastown-units", "clear-backoff", f"{RIG}/nux")  # wakes the service
+    show(guest, "gastown-units", "clear-backoff", f"{RIG}/nux")
+    guest.run(["systemctl", "start", "gastown-polecat-health.service"], check=False)
     new = guest.wait_for(lambda: (p := tmux_panes(guest, OWNER).get(f"gt-{RIG}-nux"))
                          and p[0] != pid and p[0], timeout=120, what="nux restarted")
     print(f"# nux back with PID {new} after release")
@@ -140,7 +134,7 @@ def crash_loop(guest: GuestSystemd, town: str, expect: Callable[[bool, str], Non
         if pane is not None:
             guest.run(["tmux", "-N", "kill-session", "-t", f"=gt-{RIG}-nux"], user=OWNER,
                       check=False)
-        sweep(guest, town)
+        guest.run(["systemctl", "start", "gastown-polecat-health.service"], check=False)
     mails = mayor_mail(guest, town)
     show(guest, f"{STANDIN_DIR}/gt", "mail", "inbox", "--identity", "mayor/", user=OWNER,
          cwd=town)

@@ -31,8 +31,7 @@ def town(guest: GuestSystemd) -> Iterator[str]:
     configure(guest, OWNER, settings(path))
     guest.systemctl("start", "dbus.socket")  # the owner's systemctl talks to PID 1 through it
     guest.systemctl("enable", "--now", "gastown-deacon-keeper", "gastown-lifecycle-mail",
-                    "gastown-polecat-health", "gastown-polecat-health.path",
-                    "gastown-polecat-health.timer",
+                    "gastown-polecat-health.path", "gastown-polecat-health.timer",
                     f"gastown-rig@{RIG}.target")
     for session in ("hq-deacon", f"gt-{RIG}-witness", f"gt-{RIG}-refinery"):
         _wait_agent(guest, session)
@@ -163,8 +162,7 @@ def test_a_rigs_target_disabled(guest: GuestSystemd, town: str) -> None:
 def test_a_corrupt_restart_state_set_aside(guest: GuestSystemd, town: str) -> None:
     state = f"{town}/daemon/restart_state.json"
     guest.write_file(state, "{ corrupt", owner=OWNER)
-    # A sweep sets it aside: the running service is woken by the file (and the reload).
-    guest.systemctl("reload-or-restart", "gastown-polecat-health.service")
+    guest.systemctl("start", "gastown-polecat-health.service")  # a sweep sets it aside
     guest.wait_for(lambda: guest.run(["test", "-e", state + ".bad"], check=False)
                    .returncode == 0, timeout=60, what="restart_state.json set aside")
     fails_with(guest, "1 state file set aside as corrupt: " + state + ".bad",

@@ -122,14 +122,9 @@ def test_bash_completion_is_installed(guest: GuestSystemd) -> None:
     assert "setup" in words, words
 
 
-def test_polecat_health_is_a_watched_long_running_service(guest: GuestSystemd) -> None:
-    """No process is started on the event path; a hung sweep is ended by the watchdog,
-    a crash restarted, a configuration error (78) is not restarted."""
-    shown = guest.show("gastown-polecat-health.service", "Type", "WatchdogUSec", "Restart",
-                       "RestartPreventExitStatus", "UnitFileState")
-    assert (shown["Type"], shown["WatchdogUSec"], shown["Restart"]) == (
-        "notify", "1min", "on-failure"), shown
-    assert shown["RestartPreventExitStatus"].split() == ["78"], shown
+def test_a_sweep_that_exits_1_is_a_success_78_is_not(guest: GuestSystemd) -> None:
+    shown = guest.show("gastown-polecat-health.service", "SuccessExitStatus")
+    assert shown["SuccessExitStatus"].split() == ["1"], shown
 
 
 def test_remove_stops_units_and_works_cleanly(guest: GuestSystemd) -> None:

@@ -14,9 +14,8 @@ from tests.harness.guest_town import STANDIN_DIR, configure, new_town, tmux_pane
 
 OWNER = "carol"
 RIG = "myrig"
-UNITS = ("gastown-deacon-keeper", "gastown-lifecycle-mail", "gastown-polecat-health",
-         "gastown-polecat-health.path", "gastown-polecat-health.timer",
-         f"gastown-witness@{RIG}", f"gastown-refinery@{RIG}")
+UNITS = ("gastown-deacon-keeper", "gastown-lifecycle-mail", "gastown-polecat-health.path",
+         "gastown-polecat-health.timer", f"gastown-witness@{RIG}", f"gastown-refinery@{RIG}")
 SESSIONS = ("hq-deacon", f"gt-{RIG}-witness", f"gt-{RIG}-refinery")
 
 
