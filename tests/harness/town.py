@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -162,11 +161,7 @@ def agent_record(workdir: Path) -> dict | None:
 def control_agent(workdir: Path, command: str) -> None:
     """Tell the stand-in agent in ``workdir`` to crash, exit, hang or go stale."""
     (workdir / ".agent").mkdir(exist_ok=True)
-    # Whole or not at all: the agent polls the file and deletes what it read, so a read
-    # between create and write would lose the command.
-    part = workdir / ".agent" / f"control.{os.getpid()}.part"
-    part.write_text(command + "\n", encoding="utf-8")
-    os.replace(part, workdir / ".agent" / "control")
+    (workdir / ".agent" / "control").write_text(command + "\n", encoding="utf-8")
 
 
 def bd(town: Path, *args: str, rig: str | None = None) -> str:
