@@ -84,7 +84,7 @@ def _parse_with(knob: Knob) -> Callable[[click.Context, click.Parameter, Any], A
 
 
 # Commands whose modules are imported only when they run: a unit's service (and the
-# an operator's --once) starts without loading doctor, setup, ...
+# polecat-health oneshot on the event path) starts without loading doctor, setup, ...
 LAZY_COMMANDS = {
     "attach": "agents:attach", "capture": "agents:capture", "logs": "agents:logs",
     "hold": "agents:hold", "release": "agents:release", "doctor": "doctor:doctor",

@@ -184,6 +184,10 @@ KNOBS: tuple[Knob, ...] = (
          "First wait before a crashed polecat is restarted again; doubles per restart."),
     Knob("restart_backoff_max", "GT_RESTART_BACKOFF_MAX", _seconds,
          "Longest wait between restarts of one polecat."),
+    Knob("backoff_wait", "GT_BACKOFF_WAIT", _seconds,
+         "A sweep started by its .path or .timer unit stays this long for a crashed "
+         "polecat whose backoff ends meanwhile, and restarts it when it ends (0: the next "
+         "sweep does)."),
     Knob("crash_loop_restarts", "GT_CRASH_LOOP_RESTARTS", _count,
          "This many restarts within GT_CRASH_LOOP_WINDOW is a crash loop: restarts stop."),
     Knob("crash_loop_window", "GT_CRASH_LOOP_WINDOW", _positive_seconds,
@@ -247,6 +251,7 @@ class Settings:
     lifecycle_strict: bool = False
     restart_backoff: float = 30.0
     restart_backoff_max: float = 600.0
+    backoff_wait: float = 190.0  # just over the timer's period (3 min): every expiry is met
     crash_loop_restarts: int = 5
     crash_loop_window: float = 900.0
     restart_stable_reset: float = 1800.0

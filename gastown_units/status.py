@@ -34,9 +34,10 @@ from gastown_units.town.rigs import load_rigs
 from gastown_units.town.wisp import read_wisp_config
 
 TOWN_UNITS = ("gastown-tmux.service", "gastown-deacon-keeper.service",
-              "gastown-lifecycle-mail.service", "gastown-polecat-health.service",
-              "gastown-polecat-health.path", "gastown-polecat-health.timer")
+              "gastown-lifecycle-mail.service", "gastown-polecat-health.path",
+              "gastown-polecat-health.timer")
 RIG_UNITS = ("gastown-witness@{}.service", "gastown-refinery@{}.service")
+SWEEP_UNIT = "gastown-polecat-health.service"  # a oneshot: only "not failed" is expected
 _UNIT_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "Result", "UnitFileState",
                "StatusText")
 
@@ -216,7 +217,7 @@ def unit_rows(rigs: list[str], timeout: float) -> tuple[list[UnitRow] | None, st
     ``systemctl`` cannot answer this user (no D-Bus system bus for a non-root user)."""
     if not Path("/run/systemd/system").is_dir():
         return None, None
-    names = [*TOWN_UNITS, *(u.format(r) for r in rigs for u in RIG_UNITS)]
+    names = [*TOWN_UNITS, SWEEP_UNIT, *(u.format(r) for r in rigs for u in RIG_UNITS)]
     try:
         result = runner.run(["systemctl", "show", f"--property={','.join(_UNIT_PROPS)}",
                              "--", *names], timeout=timeout)
@@ -235,7 +236,8 @@ def unit_rows(rigs: list[str], timeout: float) -> tuple[list[UnitRow] | None, st
         if props.get("LoadState") == "not-found":
             active = "not-found"
         rows[name] = UnitRow(name, active, props.get("SubState", ""),
-                             props.get("UnitFileState", ""), props.get("StatusText", ""))
+                             props.get("UnitFileState", ""), props.get("StatusText", ""),
+                             expected=name != SWEEP_UNIT)
     return [rows.get(n, UnitRow(n, "unknown", "", "", "not shown by systemctl"))
             for n in names], None
 

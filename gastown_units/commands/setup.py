@@ -47,9 +47,8 @@ SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/s
 #: and gastown.target come with the others through Also=; naming them keeps the check of
 #: a second run exact.
 TOWN_UNITS = ("gastown-tmux.service", "gastown-deacon-keeper.service",
-              "gastown-lifecycle-mail.service", "gastown-polecat-health.service",
-              "gastown-polecat-health.path", "gastown-polecat-health.timer",
-              "gastown-rigs.path", "gastown.target")
+              "gastown-lifecycle-mail.service", "gastown-polecat-health.path",
+              "gastown-polecat-health.timer", "gastown-rigs.path", "gastown.target")
 
 _MARKER = "__GASTOWN_UNITS_PATH__="
 _PATH_SCRIPT = f'printf "\\n{_MARKER}%s\\n" "$PATH"'

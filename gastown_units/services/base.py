@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,7 +92,6 @@ class TownService:
         self.naming: Naming = J_NAMING  # the town's dialect, known once take_town ran
         self._down_told: float | None = None  # the town-down mark told in the journal
         self._gt_down_told = ""  # the gt down in progress told in the journal
-        self._rigs_problem: str | None = None  # the rigs.json damage told in the journal
 
     @property
     def town(self) -> Town:
@@ -128,26 +127,6 @@ class TownService:
             return load_rigs(town)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-
-    def reread_rigs(self, known: Mapping[str, Rig],
-                    use: Callable[[dict[str, Rig]], None]) -> None:
-        """Read the rig registry again and ``use`` it when it differs from ``known``: a
-        long-running service picks up rigs added or removed without a restart. When it
-        (or the routes ``use`` reads) is unreadable, the known rigs are kept; the damage
-        is told once until repaired."""
-        try:
-            rigs = load_rigs(self.town)
-            if rigs != known:
-                use(rigs)
-        except ValueError as exc:
-            if str(exc) != self._rigs_problem:
-                log.warning("cannot reload the rigs, keeping the %d known: %s",
-                            len(known), exc)
-            self._rigs_problem = str(exc)
-            return
-        if self._rigs_problem is not None:
-            log.info("the rigs are readable again")
-        self._rigs_problem = None
 
     def know_dialect(self, town: Town) -> None:
         """Which Gas Town this is ([J] or [L], gastown-2026.md §0); ConfigError (exit 78,

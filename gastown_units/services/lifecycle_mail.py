@@ -79,7 +79,7 @@ from gastown_units.town.agents import AgentProgram
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.jsonfile import read_json, write_json_atomic
 from gastown_units.town.layout import Town
-from gastown_units.town.rigs import Rig, rig_database, rig_prefixes
+from gastown_units.town.rigs import Rig, load_rigs, rig_database, rig_prefixes
 from gastown_units.town.stores import signature
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class LifecycleMail(TownService):
         self._prefixes: dict[str, str] = {}
         self._parser = IdentityParser()
         self._gates: dict[str, RigGate] = {}
+        self._rigs_problem: str | None = None
         self._logged: set[tuple[str, str]] = set()  # (message id, what) already logged
         self.conditions = Conditions(log)  # told when they start and when they end
 
@@ -127,7 +128,17 @@ class LifecycleMail(TownService):
 
     def _reload_rigs(self) -> None:
         """Pick up rigs added since the start; keep the known ones if the file is broken."""
-        self.reread_rigs(self._rigs, lambda rigs: self._use_rigs(self.town, rigs))
+        try:
+            rigs = load_rigs(self.town)  # ValueError handled here: a pass, not setup
+            if rigs != self._rigs:
+                self._use_rigs(self.town, rigs)
+        except ValueError as exc:
+            if str(exc) != self._rigs_problem:
+                log.warning("cannot reload the rigs, keeping the %d known: %s",
+                            len(self._rigs), exc)
+            self._rigs_problem = str(exc)
+            return
+        self._rigs_problem = None
 
     # --- one pass -------------------------------------------------------------------------
     def watched(self) -> list[Watched]:

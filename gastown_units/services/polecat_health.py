@@ -1,10 +1,8 @@
 """polecat-health: bring crashed polecats back, in one sweep (§6.5, §6.6, §7).
 
-A long-running service: a tmux event (a session closed, a pane died) wakes it within
-milliseconds, the end of a restart backoff wakes it when it ends, and its interval is the
-safety net (``--once``: one sweep, for operators and tests). A polecat is crashed when its
-session is gone, or its pane is dead or runs a shell (a zombie), while its agent bead still
-has existing, open work hooked.
+Run as a oneshot by a tmux event (a session closed) within milliseconds and by a timer as
+the safety net. A polecat is crashed when its session is gone, or its pane is dead or runs
+a shell (a zombie), while its agent bead still has existing, open work hooked.
 
 Each sweep gathers facts, decides with the pure :func:`polecat_plan.plan_sweep`, then acts.
 Gathering takes the lock of every polecat that looks dead (one that another service holds
@@ -19,6 +17,7 @@ incidents and restart backoff persist between sweeps.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from gastown_units.runtime.conditions import Conditions
 from gastown_units.runtime.contain import contained
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
-from gastown_units.runtime.wake import pending_marker, session_token
+from gastown_units.runtime.wake import pending_marker
 from gastown_units.services import bd_cache
 from gastown_units.services.actor import CameBack, OperatorHeld
 from gastown_units.services.base import WAITING_FOR_TMUX, TownService, setup_errors
@@ -56,11 +55,11 @@ from gastown_units.services.sessions import Liveness, liveness
 from gastown_units.town.agents import AgentProgram
 from gastown_units.town.events import append_event, go_duration
 from gastown_units.town.holds import Hold, all_holds
-from gastown_units.town.identity import MAYOR, Identity, Role
+from gastown_units.town.identity import Identity, Role
 from gastown_units.town.jsonfile import parse_time
 from gastown_units.town.layout import Town
 from gastown_units.town.polecats import polecat_names, worktree
-from gastown_units.town.rigs import Rig, agent_databases, rig_database, rig_prefixes
+from gastown_units.town.rigs import agent_databases, rig_database, rig_prefixes
 from gastown_units.town.session_heartbeat import read_session_heartbeat
 from gastown_units.town.shutdown_marks import clear_mark
 from gastown_units.town.stores import signature, store_dirs
@@ -71,10 +70,16 @@ log = logging.getLogger(__name__)
 # Polecats restarted side by side in one sweep (each start is mostly waiting).
 RESTART_WORKERS = 8
 
-MAX_SWEEPS = 5  # sweeps in a row while events keep arriving (then the loop's wait)
-# The next sweep after a backoff starts this long after its end (the end is a float: a
-# sweep begun just before it would hold the polecat once more).
-BACKOFF_SLACK = 0.05
+MAX_SWEEPS = 5  # sweeps in a row while events keep arriving (then the .path unit's turn)
+EVENT_POLL = 0.05  # while waiting for a backoff: how often the pending marker is looked for
+STUCK_MARKER_PAUSE = 10.0  # the marker cannot be removed: at most one sweep this often
+
+
+def triggered() -> bool:
+    """Whether systemd started us through the .path or .timer unit (``$TRIGGER_UNIT``,
+    systemd ≥ 251), not an operator's ``systemctl start`` or ``--once`` by hand: only then
+    may the sweep stay for a backoff (a start by hand returns when its sweep is done)."""
+    return bool(os.environ.get("TRIGGER_UNIT"))
 
 
 class RestartError(GastownError):
@@ -131,73 +136,57 @@ class PolecatHealth(TownService):
                              s.mass_death_window)
         self._marker_stuck = False
         self._backoff_due: float | None = None  # the earliest backoff end the last sweep met
-        self.rigs: dict[str, Rig] = {}
-        self._others: frozenset[str] = frozenset()  # tokens of the sessions of other roles
 
     def setup(self, ctx: Context) -> str:
         with setup_errors():
             town = self.open_town()
-            rigs = self.load_rigs(town)
-            rig_prefixes(town, rigs)  # .beads/routes.jsonl readable
+            self.rigs = self.load_rigs(town)
+            self.prefixes, self.unusable = usable_prefixes(rig_prefixes(town, self.rigs))
             self.agent(Role.POLECAT, None, town=town)
         self.take_town(town)
         self.conditions = Conditions(log)  # told once over many sweeps (runs)
         self.conditions_file = state_path(town, "polecat-health-conditions")
         self.conditions.load(load_state(self.conditions_file))
-        self._use_rigs(rigs)
+        for key in [k for k in self.conditions.active if k.startswith("prefix:")]:
+            if key.removeprefix("prefix:") not in self.unusable:
+                self.conditions.clear(key)
+        for rig, why in sorted(self.unusable.items()):
+            self.conditions.set(f"prefix:{rig}", f"rig {rig} is not swept: {why}",
+                                level=logging.ERROR, fields={"GT_RIG": rig})
+        self._save_conditions()
         s = self.settings
         self.beads = Beads(binary=s.bd_bin, cwd=town.root, timeout=s.bd_timeout)
         self.mail = Mail(binary=s.gt_bin, cwd=town.root, timeout=s.gt_timeout)
         self.tracker = RestartTracker(town.daemon_dir / "restart_state.json", self.policy)
         self.state_file = state_path(town, "polecat-health")
         self.cache_file = state_path(town, "polecat-health-bd-cache")
+        self._cache_key = repr((self.naming.is_l, sorted(self.prefixes.items())))
         self._on_cache = False  # the current sweep judges on cached bd data
         self._last: tuple[str | None, BdReads] | None = None  # the last sweep's bd reads
         self._wrote = False  # this process wrote to the stores (a mail)
         return f"sweeping polecats of {len(self.rigs)} rig(s) in {town.root}"
 
-    def _use_rigs(self, rigs: dict[str, Rig]) -> None:
-        """Sweep these rigs from now on (at setup, and when mayor/rigs.json changed)."""
-        prefixes, unusable = usable_prefixes(rig_prefixes(self.town, rigs))
-        self.rigs, self.prefixes, self.unusable = rigs, prefixes, unusable
-        self.rename_rigs(rigs)
-        self._cache_key = repr((self.naming.is_l, sorted(prefixes.items())))
-        others = [self.deacon, self.boot, self.spelt(MAYOR),
-                  *(self.spelt(Identity(role, rig)) for rig in rigs
-                    for role in (Role.WITNESS, Role.REFINERY))]
-        self._others = frozenset(session_token(who.session) for who in others)
-        for key in [k for k in self.conditions.active if k.startswith("prefix:")]:
-            if key.removeprefix("prefix:") not in unusable:
-                self.conditions.clear(key)
-        for rig, why in sorted(unusable.items()):
-            self.conditions.set(f"prefix:{rig}", f"rig {rig} is not swept: {why}",
-                                level=logging.ERROR, fields={"GT_RIG": rig})
-        self._save_conditions()
-
-    def wakes_for(self, token: str) -> bool:
-        """A tmux event wakes us unless it names the session of an agent of another role
-        (the Deacon, Boot, the Mayor, a rig's Witness or Refinery): a polecat created since
-        our last look, or a session we cannot place, is swept at once."""
-        return token not in self._others
-
     # --- the sweep -----------------------------------------------------------------------
     def tick(self, ctx: Context) -> str:
-        """Sweep while tmux events arrive; a restart backoff that ends before the
-        interval asks for the next sweep at its end, not at the safety net's.
+        """Sweep while tmux events arrive; then, when started by the .path or .timer unit,
+        stay for a backoff that ends within ``GT_BACKOFF_WAIT`` and restart it then.
 
-        The tmux hooks create a pending marker beside their per-session markers; each
-        sweep takes it before it looks at tmux and sweeps again when one came meanwhile,
-        so an event at any time during a sweep, or in the milliseconds after its last
-        look, is swept (the loop's inotify watch, set before the first sweep, also
-        wakes us for it).
+        The tmux hooks create a pending marker that the .path unit's ``PathExists=``
+        starts us on; each sweep takes it before it looks at tmux, so an event at any time
+        during a sweep, or in the milliseconds after its last look, is swept: by this
+        process, or by the next one that systemd starts at once when we exit.
         """
-        self.reread_rigs(self.rigs, self._use_rigs)
         status = self._sweeps(ctx)
-        if self._backoff_due is not None:
-            left = max(0.0, self._backoff_due - time.time())
-            log.info("a crashed polecat's restart backoff ends in %.1fs: sweeping again "
-                     "then", left)
-            ctx.retry_in(left + BACKOFF_SLACK)
+        linger_until = time.monotonic() + self.settings.backoff_wait
+        while triggered() and self._backoff_due is not None:
+            wake = time.monotonic() + max(0.0, self._backoff_due - time.time()) + 0.05
+            if wake > linger_until:
+                break
+            log.info("a crashed polecat's restart backoff ends in %.1fs: waiting for it",
+                     max(0.0, self._backoff_due - time.time()))
+            while time.monotonic() < wake and not self._events_arrived(None):
+                ctx.sleep(min(EVENT_POLL, wake - time.monotonic()))
+            status = self._sweeps(ctx)
         self._warm(ctx)
         return status
 
@@ -221,11 +210,11 @@ class PolecatHealth(TownService):
             return
         try:
             pending_marker(path).unlink(missing_ok=True)
-        except OSError as exc:  # the .path unit would start us again at once: said once
+        except OSError as exc:  # systemd would start us again at once: slow that down
             if not self._marker_stuck:
-                log.error("cannot remove %s (%s): events during a sweep wait for the "
-                          "next wake; give this unit write access to %s",
-                          pending_marker(path), exc.strerror or exc, path.parent)
+                log.error("cannot remove %s (%s): each sweep now waits %gs before it "
+                          "ends; give this unit write access to %s", pending_marker(path),
+                          exc.strerror or exc, STUCK_MARKER_PAUSE, path.parent)
             self._marker_stuck = True
 
     def _events_arrived(self, seen: int | None) -> bool:
@@ -243,6 +232,11 @@ class PolecatHealth(TownService):
             return path.stat().st_mtime_ns if path else None
         except OSError:
             return None
+
+    def close(self) -> None:
+        if self._marker_stuck:  # bounded: not a busy loop of oneshots
+            time.sleep(STUCK_MARKER_PAUSE)
+        super().close()
 
     def _sweep(self, ctx: Context) -> str:
         self._backoff_due = None
@@ -303,8 +297,8 @@ class PolecatHealth(TownService):
         return key, reads
 
     def _warm(self, ctx: Context) -> None:
-        """After the sweeps, and only while no tmux event waits: make the cache good for
-        the next event. Read bd again when the stores changed during our sweeps
+        """Before the oneshot exits, and only while no tmux event waits: make the cache
+        good for the next event. Read bd again when the stores changed during our sweeps
         because we wrote (a mail), and ask the work of every polecat that has work once,
         so that the next crash is restarted without any bd call. Not in [L] towns: no
         restart is ours there, so no latency to win for the bd calls it costs."""

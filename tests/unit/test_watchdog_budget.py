@@ -43,8 +43,7 @@ def packaged_values() -> dict[str, float]:
 def test_every_long_running_unit_has_a_watchdog() -> None:
     assert set(watchdogs()) == {
         "gastown-deacon-keeper.service", "gastown-lifecycle-mail.service",
-        "gastown-polecat-health.service", "gastown-witness@.service",
-        "gastown-refinery@.service"}
+        "gastown-witness@.service", "gastown-refinery@.service"}
 
 
 @pytest.mark.parametrize("knob", TIMEOUT_KNOBS)
