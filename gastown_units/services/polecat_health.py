@@ -553,9 +553,10 @@ class PolecatHealth(TownService):
         if plan.mass_death:
             self._mass_death(plan.mass_death)
         self.tracker = plan.tracker
-        now = time.time()
+        # at the time of judging: a backoff that ended while the sweep ran still wakes one
         ends = [end for step in plan.polecats if step.act is Act.HOLD
-                if (end := self.tracker.backoff_ends(step.facts.session, now)) is not None]
+                if (end := self.tracker.backoff_ends(step.facts.session, plan.judged_at))
+                is not None]
         self._backoff_due = min(ends, default=None)
         self._save(plan.state)
 

@@ -133,6 +133,7 @@ class SweepPlan:
     state: SweepState  # to save once the plan is performed
     tracker: RestartTracker  # likewise
     mass_death: tuple[str, ...] = ()  # sessions of a mass death to report (an event)
+    judged_at: float = 0.0  # the time the plan was made: a backoff held then ends later
 
 
 def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: RestartTracker,
@@ -157,7 +158,7 @@ def plan_sweep(facts: Sequence[PolecatFacts], state: SweepState, tracker: Restar
         if died:
             mass = _count_death(polecat, new_state, limits, now) or mass
         plans.append(plan)
-    return SweepPlan(tuple(plans), new_state, new_tracker, mass)
+    return SweepPlan(tuple(plans), new_state, new_tracker, mass, judged_at=now)
 
 
 def _plan_one(f: PolecatFacts, state: SweepState, tracker: RestartTracker, limits: Limits,

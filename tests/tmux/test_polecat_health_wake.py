@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.harness.poll import poll_until
 from tests.harness.tmux_server import PrivateTmux
-from tests.harness.town import agent_record
+from tests.harness.town import STANDINS, agent_record
 from tests.tmux.test_polecat_health import RIG, crash, polecat, sweep
 
 TRIGGERED = {"TRIGGER_UNIT": "gastown-polecat-health.path"}  # what systemd sets
@@ -91,6 +91,37 @@ def test_a_triggered_sweep_restarts_when_the_backoff_ends(town: Path,
     record = agent_record(tree)
     assert record is not None and record["pid"] != second, result.stderr
     assert os.stat(tree / ".agent" / "record.json").st_mtime >= ends
+
+
+def test_a_backoff_that_ends_while_the_sweep_works_is_waited_for(town: Path,
+                                                                 tmux_server: PrivateTmux,
+                                                                 tmp_path: Path) -> None:
+    """A polecat judged "backing off" whose backoff ends before the sweep is done (here a
+    slow CRASHED_POLECAT mail for another polecat) is restarted by this sweep, not left
+    dead until the next timer tick (the CI failure of stop 20)."""
+    from gastown_units.services.restart_tracker import _ts
+
+    events = _event_file(tmp_path)
+    nux, slit = polecat(town, tmux_server, "nux"), polecat(town, tmux_server, "slit")
+    slow_gt = tmp_path / "slow-gt"
+    slow_gt.write_text("#!/bin/sh\n"
+                       '[ "$1 $2" = "mail send" ] && sleep 8\n'
+                       f'exec {STANDINS / "gt"} "$@"\n')
+    slow_gt.chmod(0o755)
+    crash(tmux_server, nux, "nux")
+    crash(tmux_server, slit, "slit")
+    now = time.time()  # slit restarted once already; its backoff ends in 4 s
+    state = {"agents": {f"gt-{RIG}-slit": {
+        "last_restart": _ts(now - 1), "restart_count": 1, "backoff_until": _ts(now + 4),
+        "crash_loop_since": None, "window_start": _ts(now - 1)}}}
+    (town / "daemon" / "restart_state.json").write_text(json.dumps(state))
+    result = sweep(town, tmux_server, "--event-file", str(events), "--restart-backoff", "30",
+                   "--backoff-wait", "30", "--gt-bin", str(slow_gt), env=TRIGGERED)
+    assert result.returncode == 0, result.stderr
+    assert "backing off" in result.stderr, result.stderr  # judged before its end
+    assert "waiting for it" in result.stderr, result.stderr
+    assert f"gt-{RIG}-slit" in tmux_server.sessions(), result.stderr
+    assert f"gt-{RIG}-nux" in tmux_server.sessions(), result.stderr
 
 
 def test_a_sweep_started_by_hand_does_not_wait(town: Path, tmux_server: PrivateTmux,
