@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from gastown_units.services.restart_tracker import _ts
 from tests.harness.poll import poll_until
 from tests.harness.tmux_server import PrivateTmux
 from tests.harness.town import STANDINS, agent_record
@@ -84,6 +85,11 @@ def test_a_triggered_sweep_restarts_when_the_backoff_ends(town: Path,
     second = poll_until(lambda: (r := agent_record(tree)) and r["pid"], timeout=30,
                         what="first restart")
     crash(tmux_server, tree, "nux")
+    # The 3 s backoff may be over already on a loaded machine (stop 21's CI): the test
+    # moves its end 6 s past now, so that the sweep surely judges it before it ends.
+    state = json.loads((town / "daemon" / "restart_state.json").read_text())
+    state["agents"][f"gt-{RIG}-nux"]["backoff_until"] = _ts(time.time() + 6)
+    (town / "daemon" / "restart_state.json").write_text(json.dumps(state))
     ends = json_time(_restarts(town)[f"gt-{RIG}-nux"]["backoff_until"])
     result = sweep(town, tmux_server, *args, env=TRIGGERED)
     assert result.returncode == 0, result.stderr
@@ -99,8 +105,6 @@ def test_a_backoff_that_ends_while_the_sweep_works_is_waited_for(town: Path,
     """A polecat judged "backing off" whose backoff ends before the sweep is done (here a
     slow CRASHED_POLECAT mail for another polecat) is restarted by this sweep, not left
     dead until the next timer tick (the CI failure of stop 20)."""
-    from gastown_units.services.restart_tracker import _ts
-
     events = _event_file(tmp_path)
     nux, slit = polecat(town, tmux_server, "nux"), polecat(town, tmux_server, "slit")
     slow_gt = tmp_path / "slow-gt"
