@@ -29,6 +29,15 @@ from typing import Any
 CHILD = "--child"
 
 
+def _caller() -> str:
+    """The innermost frames of ours that led to an external call (``--where``)."""
+    import traceback
+
+    ours = [f"{Path(f.filename).stem}:{f.name}" for f in traceback.extract_stack()
+            if "gastown_units" in f.filename and "/ports/" not in f.filename]
+    return " < ".join(reversed(ours[-3:]))
+
+
 def _child(out: str, t0: float, argv: list[str]) -> None:
     """Run the CLI with every ``runner.run`` timed; written to ``out`` at exit."""
     import atexit
@@ -45,7 +54,8 @@ def _child(out: str, t0: float, argv: list[str]) -> None:
             return real(args, **kw)
         finally:
             calls.append({"at": begin - t0, "took": time.time() - begin,
-                          "argv": [os.path.basename(args[0]), *args[1:6]]})
+                          "argv": [os.path.basename(args[0]), *args[1:6]],
+                          "where": _caller()})
 
     runner.run = timed  # type: ignore[assignment]
 
@@ -108,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--pyc", action="store_true", help="byte-compiled modules")
+    parser.add_argument("--where", action="store_true", help="the caller of each call")
     args = parser.parse_args()
     from tests.harness import keeper
     from tests.harness.tmux_server import PrivateTmux
@@ -137,6 +148,8 @@ def main() -> None:
                     for c in prof["calls"]:
                         print(f"  +{c['at'] * 1000:6.0f} ms {c['took'] * 1000:6.1f} ms  "
                               f"{' '.join(c['argv'])[:90]}")
+                        if args.where:
+                            print(f"{'':24}{c['where']}")
                     print(f"  agent started +{latency * 1000:.0f} ms, exit "
                           f"+{prof['end'] * 1000:.0f} ms")
                 time.sleep(0.3)

@@ -39,8 +39,14 @@ from gastown_units.town.agents import AgentProgram
 from gastown_units.town.daemon_state import DaemonState, state_file
 from gastown_units.town.deacon_files import BootStatus, now_utc, read_heartbeat, write_boot_status
 from gastown_units.town.identity import Role
-from gastown_units.town.jsonfile import DamagedFile
-from gastown_units.town.restart_state import CLEAR_COMMAND, read_deacon, write_deacon
+from gastown_units.town.jsonfile import DamagedFile, read_json_object
+from gastown_units.town.restart_state import (
+    CLEAR_COMMAND,
+    TrackerPolicy,
+    read_deacon,
+    tracker_policy,
+    write_deacon,
+)
 from gastown_units.town.rigs import agent_databases, load_rigs, rig_prefixes
 from gastown_units.town.stores import resolve_store, signature
 
@@ -72,6 +78,7 @@ class DeaconKeeper(TownService):
         self._last_boot_spawn: float | None = None
         self._held_logged: str | None = None
         self._blocked_logged: str | None = None
+        self._policy_logged = ""  # the last problem with patrols.restart_tracker logged
         self._state: DaemonState | None = None
         self._state_error = ""  # the last failure to write daemon/state.json logged
         # Work in progress somewhere, by the stores' look.
@@ -180,7 +187,8 @@ class DeaconKeeper(TownService):
         if not self.naming.is_l:
             return
         try:
-            entry = read_deacon(self.restart_state).after_restart(time.time())
+            entry = read_deacon(self.restart_state).after_restart(time.time(),
+                                                                  self._tracker_policy())
             write_deacon(self.restart_state, entry)
         except (DamagedFile, OSError, ValueError) as exc:
             log.error("cannot record the Deacon's restart in %s: %s", self.restart_state, exc)
@@ -189,6 +197,24 @@ class DeaconKeeper(TownService):
             log.error("the Deacon restarted %d times: crash loop, no more restarts until "
                       "`%s`", entry.restart_count, CLEAR_COMMAND,
                       extra=agent_fields(self.deacon))
+
+    def _tracker_policy(self) -> TrackerPolicy:
+        """``patrols.restart_tracker`` of ``mayor/daemon.json`` (§6.10); Gas Town's
+        defaults for what is missing or unusable, which is said once per change."""
+        try:
+            data = read_json_object(self.town.daemon_json)
+        except (DamagedFile, OSError) as exc:
+            data, problems = None, [f"unreadable ({exc})"]
+        else:
+            problems = []
+        policy, more = tracker_policy(data)
+        problems += more
+        said = "; ".join(problems)
+        if said and said != self._policy_logged:
+            log.warning("%s: %s: Gas Town's default restart backoff used for it",
+                        self.town.daemon_json, said, extra=agent_fields(self.deacon))
+        self._policy_logged = said
+        return policy
 
     def _ensure_deacon(self, snap: Snapshot, agent: AgentProgram, report: PassReport,
                        ctx: Context) -> Snapshot:

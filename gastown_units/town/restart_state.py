@@ -6,11 +6,18 @@ Gas Town's daemon and ``gt daemon clear-backoff deacon`` write it; a crash loop 
 restart (and heartbeat kill) of the Deacon until that command clears it.
 
 Every write keeps whatever else the file holds (other agents, other keys).
+
+The tracker's settings are Gas Town's defaults unless ``mayor/daemon.json``
+``patrols.restart_tracker`` sets them (§6.10: durations in nanoseconds, a float
+multiplier, an int count; a value ≤ 0 means the default). ``crash_loop_window`` is read
+by Gas Town but its test always passes, and ``pause_backoff`` belongs to usage-limit
+pauses, which no supervisor here makes: both are accepted and have no effect.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,80 @@ from gastown_units.town.jsonfile import (
 DEACON_KEY = "deacon"
 CLEAR_COMMAND = "gt daemon clear-backoff deacon"
 MODE = 0o600
-BASE, CAP, LOOP_COUNT, STABLE = 30.0, 600.0, 5, 1800.0  # §6.10, §6.12
+NS = 1e9
+MAX_EXPONENT = 64  # beyond it every backoff is the cap
+
+
+@dataclass(frozen=True)
+class TrackerPolicy:
+    """The Deacon's restart tracker settings, in seconds (§6.10 defaults)."""
+
+    initial: float = 30.0
+    cap: float = 600.0
+    multiplier: float = 2.0
+    loop_count: int = 5
+    stable: float = 1800.0
+
+    def backoff(self, count: int) -> float:
+        """The backoff after the ``count``-th restart: initial × multiplier^(count−1),
+        at most the cap."""
+        try:
+            value = self.initial * self.multiplier ** min(max(count - 1, 0), MAX_EXPONENT)
+        except OverflowError:
+            return self.cap
+        return min(value, self.cap)
+
+
+# daemon.json key -> (field, kind): "ns" a Go duration, "float", "int"
+_SETTINGS = {"initial_backoff": ("initial", "ns"), "max_backoff": ("cap", "ns"),
+             "backoff_multiplier": ("multiplier", "float"),
+             "crash_loop_window": ("", "ns"), "crash_loop_count": ("loop_count", "int"),
+             "stability_period": ("stable", "ns"), "pause_backoff": ("", "ns")}
+
+
+def tracker_policy(daemon_json: dict[str, Any] | None) -> tuple[TrackerPolicy, list[str]]:
+    """The settings ``patrols.restart_tracker`` of a read ``mayor/daemon.json`` gives, and
+    the problems with it (each unusable value falls back to its default and is named).
+
+    >>> policy, problems = tracker_policy({"patrols": {"restart_tracker": {
+    ...     "initial_backoff": 2000000000, "backoff_multiplier": 1.5,
+    ...     "crash_loop_count": 0, "max_backoff": "10m"}}})
+    >>> policy
+    TrackerPolicy(initial=2.0, cap=600.0, multiplier=1.5, loop_count=5, stable=1800.0)
+    >>> print(*problems)
+    patrols.restart_tracker.max_backoff must be a whole number of nanoseconds, not '10m'
+    """
+    patrols = (daemon_json or {}).get("patrols")
+    section = patrols.get("restart_tracker") if isinstance(patrols, dict) else None
+    if section is None:
+        return TrackerPolicy(), []
+    where = "patrols.restart_tracker"
+    if not isinstance(section, dict):
+        return TrackerPolicy(), [f"{where} must be an object"]
+    policy = TrackerPolicy()
+    problems: list[str] = []
+    for key, (name, kind) in _SETTINGS.items():
+        raw = section.get(key)
+        if raw is None:
+            continue
+        value = _setting(raw, kind)
+        if value is None:
+            problems.append(f"{where}.{key} must be {_KINDS[kind]}, not {raw!r}")
+        elif name and value > 0:  # ≤ 0: the default
+            changed: dict[str, Any] = {name: value / NS if kind == "ns" else value}
+            policy = replace(policy, **changed)
+    return policy, problems
+
+
+_KINDS = {"ns": "a whole number of nanoseconds", "float": "a number", "int": "a whole number"}
+
+
+def _setting(raw: object, kind: str) -> float | int | None:
+    if isinstance(raw, bool):
+        return None
+    if kind == "float":
+        return float(raw) if isinstance(raw, int | float) and math.isfinite(raw) else None
+    return raw if isinstance(raw, int) else None
 
 
 @dataclass(frozen=True)
@@ -46,17 +126,17 @@ class DeaconRestarts:
             return f"backing off for {self.backoff_until - now:.0f}s more"
         return None
 
-    def after_restart(self, now: float) -> DeaconRestarts:
+    def after_restart(self, now: float,
+                      policy: TrackerPolicy = TrackerPolicy()) -> DeaconRestarts:
         """The entry after one more restart (Gas Town's ``RecordRestart``)."""
         count = self.restart_count
-        if self.last_restart is None or now - self.last_restart > STABLE:
+        if self.last_restart is None or now - self.last_restart > policy.stable:
             count = 0
         count += 1
-        backoff = min(BASE * 2.0 ** min(count - 1, 32), CAP)
         loop = self.crash_loop_since
-        if count >= LOOP_COUNT and loop is None:
+        if count >= policy.loop_count and loop is None:
             loop = now
-        return DeaconRestarts(now, count, now + backoff, loop)
+        return DeaconRestarts(now, count, now + policy.backoff(count), loop)
 
 
 def _epoch(value: object) -> float | None:

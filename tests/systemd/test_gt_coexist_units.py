@@ -61,6 +61,11 @@ def town(guest: GuestSystemd, dialect: str) -> Iterator[str]:
                              "GT_AGENT_COMMAND": f"{STANDIN_DIR}/agent",
                              "GT_DEGRADED": "true", "GT_INTERVAL": "1"})
     guest.write_file(f"{path}/.standin/gt.down-grace", "1", owner=OWNER)
+    if dialect == "L":  # the Deacon's restart backoff of §6.10, 1 s here (30 s by default)
+        daemon_json = f"{path}/mayor/daemon.json"
+        data = json.loads(guest.read_file(daemon_json))
+        data["patrols"]["restart_tracker"] = {"initial_backoff": 1_000_000_000}
+        guest.write_file(daemon_json, json.dumps(data, indent=2), owner=OWNER)
     guest.systemctl("enable", "--now", "gastown.target", *UNITS)
     yield path
     guest.systemctl("stop", "gastown.target", check=False)

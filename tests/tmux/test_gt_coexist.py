@@ -30,6 +30,8 @@ from tests.harness.poll import poll_until, wait_gone
 from tests.harness.tmux_server import PrivateTmux
 from tests.harness.town import STANDINS, control_agent, make_town
 
+SHORT_BACKOFF_NS = 1_000_000_000
+
 GT = STANDINS / "gt"
 RIG = "gastown"  # bead prefix gt
 FAST = ("--interval", "0.3")
@@ -117,6 +119,11 @@ def gt_town(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     (town / ".standin").mkdir(exist_ok=True)
     (town / ".standin" / "gt.dialect").write_text(dialect)
     (town / ".standin" / "gt.down-grace").write_text("1")
+    if dialect == "L":  # the Deacon's restart backoff of §6.10, 1 s here (30 s by default)
+        daemon_json = town / "mayor" / "daemon.json"
+        data = json.loads(daemon_json.read_text())
+        data["patrols"]["restart_tracker"] = {"initial_backoff": SHORT_BACKOFF_NS}
+        daemon_json.write_text(json.dumps(data, indent=2))
     return town
 
 

@@ -207,3 +207,64 @@ def test_another_service_restarting_the_deacon_is_not_doubled(
     assert "killing and restarting" in result.stderr
     assert json.loads(restart_state(town).read_text())["agents"]["deacon"]["restart_count"] == \
         booked + 1
+
+
+def _write_tracker(town: Path, tracker: object) -> None:
+    path = town / "mayor" / "daemon.json"
+    data = json.loads(path.read_text()) if path.exists() else {"type": "daemon-config",
+                                                                "version": 1}
+    data.setdefault("patrols", {})["restart_tracker"] = tracker
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _booked(town: Path) -> tuple[float, float, int]:
+    from gastown_units.town.jsonfile import parse_time
+
+    entry = json.loads(restart_state(town).read_text())["agents"]["deacon"]
+    last, until = parse_time(entry["last_restart"]), parse_time(entry["backoff_until"])
+    assert last is not None and until is not None, entry
+    return last.timestamp(), until.timestamp(), entry["restart_count"]
+
+
+def test_the_towns_restart_tracker_settings_are_honoured(town: Path,
+                                                         tmux_server: PrivateTmux) -> None:
+    """§6.10: ``patrols.restart_tracker`` of mayor/daemon.json sets the backoff (ns) and its
+    multiplier; the crash-loop count is the town's too."""
+    l_town(town)
+    _write_tracker(town, {"initial_backoff": 2_000_000_000, "backoff_multiplier": 3.0,
+                          "crash_loop_count": 3, "max_backoff": 0})  # 0: the default
+    result = run(town, tmux_server)
+    assert "restart backoff used" not in result.stderr, result.stderr
+    poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=20, what="deacon")
+    last, until, count = _booked(town)
+    assert count == 1 and abs(until - last - 2.0) < 0.01  # not Gas Town's default 30 s
+    write_state(town, {"restart_count": 1, "last_restart": stamp(0.2)})
+    tmux_server.tmux("kill-session", "-t", "=hq-deacon")
+    run(town, tmux_server)
+    poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=20, what="deacon again")
+    last, until, count = _booked(town)
+    assert count == 2 and abs(until - last - 6.0) < 0.01  # 2 s x 3
+    entry = json.loads(restart_state(town).read_text())["agents"]["deacon"]
+    assert entry["crash_loop_since"] == ZERO
+    write_state(town, {"restart_count": 2, "last_restart": stamp(0.2)})
+    tmux_server.tmux("kill-session", "-t", "=hq-deacon")
+    run(town, tmux_server)
+    poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=20, what="deacon, third")
+    entry = json.loads(restart_state(town).read_text())["agents"]["deacon"]
+    assert entry["restart_count"] == 3 and entry["crash_loop_since"] != ZERO  # the town's 3
+
+
+def test_unusable_restart_tracker_settings_fall_back_to_the_defaults(
+        town: Path, tmux_server: PrivateTmux) -> None:
+    """A value of the wrong type (a Go duration string, a boolean) is named in the journal
+    and replaced by Gas Town's default (30 s); the start goes on, nothing crashes."""
+    l_town(town)
+    _write_tracker(town, {"initial_backoff": "2s", "crash_loop_count": True})
+    result = run(town, tmux_server)
+    assert "patrols.restart_tracker.initial_backoff must be a whole number of nanoseconds" \
+        in result.stderr, result.stderr
+    assert "patrols.restart_tracker.crash_loop_count must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+    poll_until(lambda: tmux_server.pane("hq-deacon"), timeout=20, what="deacon")
+    last, until, count = _booked(town)
+    assert count == 1 and abs(until - last - 30.0) < 0.01

@@ -28,7 +28,9 @@ from gastown_units.town.layout import Town
 from gastown_units.town.restart_state import (
     CLEAR_COMMAND,
     DeaconRestarts,
+    TrackerPolicy,
     read_deacon,
+    tracker_policy,
     write_deacon,
 )
 from gastown_units.town.session_heartbeat import read_session_heartbeat
@@ -230,6 +232,40 @@ def test_backoff_and_crash_loop() -> None:
     assert DeaconRestarts(backoff_until=100.0).blocked(150.0) is None
     stale = DeaconRestarts(last_restart=0.0, restart_count=4).after_restart(4000.0)
     assert stale.restart_count == 1  # previous restart > 30 min ago: count reset
+
+
+def test_restart_tracker_settings_of_daemon_json() -> None:
+    """§6.10: ns durations, a float multiplier, an int count; ≤ 0 or missing: default."""
+    policy, problems = tracker_policy({"patrols": {"restart_tracker": {
+        "initial_backoff": 5_000_000_000, "max_backoff": 60_000_000_000,
+        "backoff_multiplier": 4, "crash_loop_count": 2, "stability_period": 600_000_000_000,
+        "crash_loop_window": 1, "pause_backoff": 1}}})
+    assert problems == []
+    assert policy == TrackerPolicy(initial=5.0, cap=60.0, multiplier=4.0, loop_count=2,
+                                   stable=600.0)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [5.0, 20.0, 60.0, 60.0]
+    entry = DeaconRestarts().after_restart(100.0, policy).after_restart(101.0, policy)
+    assert entry.backoff_until == 121.0 and entry.crash_loop_since == 101.0
+    assert DeaconRestarts(last_restart=0.0, restart_count=1).after_restart(
+        601.0, policy).restart_count == 1  # the town's stability period, not 30 min
+    for absent in (None, {}, {"patrols": {}}, {"patrols": {"restart_tracker": {}}},
+                   {"patrols": {"restart_tracker": {"initial_backoff": 0,
+                                                    "backoff_multiplier": -1.0,
+                                                    "crash_loop_count": -3}}}):
+        assert tracker_policy(absent) == (TrackerPolicy(), [])
+    assert TrackerPolicy() == TrackerPolicy(30.0, 600.0, 2.0, 5, 1800.0)  # Gas Town's
+    policy, problems = tracker_policy({"patrols": {"restart_tracker": {
+        "initial_backoff": 1.5e9, "max_backoff": "10m", "backoff_multiplier": float("nan"),
+        "crash_loop_count": True, "stability_period": [1]}}})
+    assert policy == TrackerPolicy()
+    assert [p.split(" must ")[0] for p in problems] == [
+        f"patrols.restart_tracker.{k}" for k in ("initial_backoff", "max_backoff",
+                                                 "backoff_multiplier", "crash_loop_count",
+                                                 "stability_period")]
+    assert tracker_policy({"patrols": {"restart_tracker": []}})[1] == [
+        "patrols.restart_tracker must be an object"]
+    huge = TrackerPolicy(multiplier=1e300)
+    assert huge.backoff(1) == 30.0 and huge.backoff(1000) == 600.0  # no overflow
 
 
 def test_damaged_restart_state_is_not_read_as_empty(tmp_path: Path) -> None:
