@@ -34,6 +34,7 @@ DEACON_KEY = "deacon"
 CLEAR_COMMAND = "gt daemon clear-backoff deacon"
 MODE = 0o600
 NS = 1e9
+INT64_MAX = 2**63 - 1  # a Go time.Duration or int
 MAX_EXPONENT = 64  # beyond it every backoff is the cap
 
 
@@ -102,7 +103,9 @@ _KINDS = {"ns": "a whole number of nanoseconds", "float": "a number", "int": "a 
 
 
 def _setting(raw: object, kind: str) -> float | int | None:
-    if isinstance(raw, bool):
+    """The value, or None for one Go would not unmarshal (a bool, a string, an int
+    beyond int64: also what would overflow a float here)."""
+    if isinstance(raw, bool) or (isinstance(raw, int) and abs(raw) > INT64_MAX):
         return None
     if kind == "float":
         return float(raw) if isinstance(raw, int | float) and math.isfinite(raw) else None

@@ -264,6 +264,10 @@ def test_restart_tracker_settings_of_daemon_json() -> None:
                                                  "stability_period")]
     assert tracker_policy({"patrols": {"restart_tracker": []}})[1] == [
         "patrols.restart_tracker must be an object"]
+    policy, problems = tracker_policy({"patrols": {"restart_tracker": {
+        "initial_backoff": 10**400, "backoff_multiplier": 10**400,
+        "crash_loop_count": 2**63}}})  # beyond Go's int64: named, not an OverflowError
+    assert policy == TrackerPolicy() and len(problems) == 3
     huge = TrackerPolicy(multiplier=1e300)
     assert huge.backoff(1) == 30.0 and huge.backoff(1000) == 600.0  # no overflow
 
