@@ -64,9 +64,28 @@ def _child(out: str, t0: float, argv: list[str]) -> None:
                                          "end": time.time() - t0}))
 
     atexit.register(dump)
-    from gastown_units.cli import main
+    from gastown_units.launch import main
 
     sys.exit(main(argv))
+
+
+def _as_unit(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The test harness's command line as the unit runs it: ``run polecat-health --once``
+    with every option moved to its knob's environment variable (the unit's
+    EnvironmentFile=), so that the child takes the sweep's fast start."""
+    from gastown_units.config import KNOBS
+
+    env_of = {"--" + k.field.replace("_", "-"): k.env for k in KNOBS}
+    env_of["--town"] = "GT_TOWN_ROOT"
+    kept: list[str] = []
+    env: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        if arg in env_of:
+            env[env_of[arg]] = next(args)
+        else:
+            kept.append(arg)
+    return kept, env
 
 
 def _trial(town: Path, server: Any, tree: Path, out: Path, env: dict[str, str]
@@ -80,9 +99,10 @@ def _trial(town: Path, server: Any, tree: Path, out: Path, env: dict[str, str]
     crash(server, tree, "nux")
     argv = keeper.service_argv("polecat-health", town, server.socket, "--once",
                                "--restart-backoff", "0", "--crash-loop-restarts", "1000")[3:]
+    argv, knob_env = _as_unit(argv)
     t0 = time.time()
     res = subprocess.run([sys.executable, "-m", "bench.sweep_profile", CHILD, str(out),
-                          repr(t0), *argv], env=env, capture_output=True,
+                          repr(t0), *argv], env={**env, **knob_env}, capture_output=True,
                          text=True, timeout=120, check=False)
     record = agent_record(tree)
     if record is None or before is None or record["pid"] == before["pid"]:

@@ -2,6 +2,6 @@
 
 import sys
 
-from gastown_units.cli import main
+from gastown_units.launch import main
 
 sys.exit(main())

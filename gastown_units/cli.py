@@ -22,42 +22,17 @@ from gastown_units import __version__
 from gastown_units.config import KNOBS, Knob, Settings, default_of, load_with_sources
 from gastown_units.config_files import CONFIG_ENV, DEFAULT_CONFIG
 from gastown_units.errors import EX_CONFIG, EX_FAILURE, ConfigError, GastownError
+from gastown_units.launch import SERVICES, run_unit
 from gastown_units.ports.argv import checked_name
 from gastown_units.ports.dialect_probe import town_naming
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.logs import setup_logging
-from gastown_units.runtime.loop import Service, run_service
 from gastown_units.runtime.wake import EVENT_HOOK_INDEX, EVENT_HOOKS, hook_command
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.layout import Town
 from gastown_units.town.rigs import load_rigs, rig_prefixes
 
 log = logging.getLogger("gastown_units")
-
-# service name -> (GT_ROLE of its journal entries, whether it serves one rig)
-SERVICES = {"deacon-keeper": ("deacon", False), "witness": ("witness", True),
-            "refinery": ("refinery", True), "polecat-health": ("polecat", False),
-            "lifecycle-mail": ("deacon", False)}
-
-
-def _service(name: str, settings: Settings, rig: str | None) -> Service:
-    """Import only the service that runs (each process runs exactly one)."""
-    if name == "deacon-keeper":
-        from gastown_units.services.deacon_keeper import DeaconKeeper
-        return DeaconKeeper(settings)
-    if name == "polecat-health":
-        from gastown_units.services.polecat_health import PolecatHealth
-        return PolecatHealth(settings)
-    if name == "lifecycle-mail":
-        from gastown_units.services.lifecycle_mail import LifecycleMail
-        return LifecycleMail(settings)
-    assert rig is not None
-    if name == "witness":
-        from gastown_units.services.witness import Witness
-        return Witness(settings, rig)
-    from gastown_units.services.refinery import Refinery
-    return Refinery(settings, rig)
-
 
 def _knob_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """One ``--option`` per knob (except the town), documented with its env var and default."""
@@ -136,18 +111,13 @@ def cli(config_path: Path | None) -> None:
 def run(service: str, town_root: Path | None, rig: str | None, once: bool, debug: bool,
         **knobs: Any) -> None:
     """Run SERVICE in the foreground (what the systemd units do)."""
-    role, per_rig = SERVICES[service]
+    per_rig = SERVICES[service][1]
     if per_rig and not rig:
         raise click.UsageError(f"{service} needs --rig RIG")
     if not per_rig and rig:
         raise click.UsageError(f"{service} serves the whole town: no --rig")
-    identifier = f"gastown-{service}@{rig}" if rig else f"gastown-{service}"
-    setup_logging(identifier, role=role, rig=rig, debug=debug)
-    settings = Settings.load(overrides={"town_root": town_root, **knobs}, rig=rig)
-    interval = settings.lifecycle_interval if service == "lifecycle-mail" else settings.interval
-    code = run_service(_service(service, settings, rig), interval=interval, once=once,
-                       event_file=settings.event_file)
-    sys.exit(code)
+    sys.exit(run_unit(service, rig=rig, once=once, debug=debug,
+                      overrides={"town_root": town_root, **knobs}))
 
 
 @cli.command("tmux-server")

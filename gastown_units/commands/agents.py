@@ -33,6 +33,7 @@ from gastown_units.ports.dialect_probe import town_naming
 from gastown_units.ports.operator import Owner, operator_tmux, town_owner
 from gastown_units.ports.tmux import Tmux
 from gastown_units.runtime.events import BY_NAME, agent_fields
+from gastown_units.runtime.journal_send import send_entry
 from gastown_units.town.holds import hold_path, holds_dir, read_hold, remove_hold, write_hold
 from gastown_units.town.identity import Identity, IdentityParser, Role
 from gastown_units.town.layout import Town
@@ -151,16 +152,12 @@ def journal_note(text: str, who: Identity, priority: int = 5, event: str | None 
     """One journal entry about ``who`` (GT_AGENT/GT_ROLE/GT_RIG), when journald runs."""
     if not JOURNAL_SOCKET.exists():
         return
-    try:
-        from systemd import journal
-    except ImportError:  # pragma: no cover - python3-systemd missing
-        return
-    fields = {"SYSLOG_IDENTIFIER": "gastown-units", "PRIORITY": str(priority),
+    fields = {"MESSAGE": text, "SYSLOG_IDENTIFIER": "gastown-units", "PRIORITY": str(priority),
               **agent_fields(who)}
     if event is not None:
         fields.update(MESSAGE_ID=BY_NAME[event].message_id, GT_EVENT=event)
     with contextlib.suppress(OSError):
-        journal.send(text, **fields)
+        send_entry(fields, str(JOURNAL_SOCKET))
 
 
 def _exec(argv: list[str]) -> None:

@@ -15,6 +15,11 @@ from gastown_units.errors import BadInput, ToolError
 from gastown_units.ports import runner
 from gastown_units.ports.argv import checked_ref
 
+#: Before a pre-sync's fetch and pull: no automatic maintenance (``gc --auto``). It would
+#: cost a process on the way to a restart, and a gc it detached would be killed with the
+#: oneshot sweep's cgroup when the sweep ends; the agents' own git commands run it.
+NO_AUTO_MAINTENANCE = ("-c", "maintenance.auto=false", "-c", "gc.auto=0")
+
 
 class Git:
     def __init__(self, *, binary: str = "git", timeout: float = 30.0) -> None:
@@ -54,11 +59,11 @@ class Git:
             return [f"not synced: {exc}"]
         try:
             tick()
-            fetch = self._run(tree, "fetch", "origin")
+            fetch = self._run(tree, *NO_AUTO_MAINTENANCE, "fetch", "origin")
             tick()
             if not fetch.ok:
                 return [f"git fetch origin failed: {fetch.error_line()}"]
-            pull = self._run(tree, "pull", "--rebase", "origin", branch)
+            pull = self._run(tree, *NO_AUTO_MAINTENANCE, "pull", "--rebase", "origin", branch)
             tick()
             if not pull.ok:
                 problems.append(f"git pull --rebase origin {branch} failed: "

@@ -18,11 +18,12 @@ value, a format) follows ``--``, which tmux 3.3a's getopt takes as the end of op
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gastown_units.errors import BadInput, GastownError, ToolError
+from gastown_units.errors import BadInput, GastownError, ToolError, ToolMissing
 from gastown_units.ports import runner
 from gastown_units.ports.argv import checked_name as _checked_name
 
@@ -46,6 +47,10 @@ _NO_SESSION = ("can't find session", "session not found", "can't find pane",
 
 class ServerDown(ToolError):
     """No tmux server is running on our socket (nothing we may start)."""
+
+
+class SessionExists(ToolError):
+    """``new-session`` found a session of that name (somebody started it meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,12 @@ class Tmux:
     def version(self) -> str:
         return self._check("-V").stdout.strip()
 
+    def check_installed(self) -> None:
+        """ToolMissing when the tmux binary is not found: a look on PATH, no process
+        (``tmux -V`` cost a process start on the polecat sweep's event path)."""
+        if shutil.which(self.binary) is None:
+            raise ToolMissing(f"{self.binary}: not found (is it installed and on PATH?)")
+
     def snapshot(self) -> Snapshot:
         """Every pane of the server. Raises ServerDown when there is no server."""
         result = self._run("list-panes", "-a", "-F", _PANE_FORMAT)
@@ -177,7 +188,7 @@ class Tmux:
     def new_session(self, name: str, *, cwd: Path, command: str) -> None:
         """Create a detached session running ``command`` in ``cwd``; never starts a server."""
         check_name("session", name)
-        self._check("new-session", "-d", "-s", name, "-c", str(cwd), "--", command)
+        self._create("new-session", "-d", "-s", name, "-c", str(cwd), "--", command)
 
     def new_session_env(self, name: str, *, cwd: Path, env: Mapping[str, str]) -> None:
         """[L]'s creation (2026 §3.4): a detached session whose shell gets ``env`` by
@@ -188,7 +199,17 @@ class Tmux:
             if not _ENV_KEY_RE.fullmatch(key):
                 raise BadInput(f"invalid environment variable name {key!r}")
             pairs += ["-e", f"{key}={env[key]}"]
-        self._check("new-session", "-d", "-s", name, "-c", str(cwd), *pairs)
+        self._create("new-session", "-d", "-s", name, "-c", str(cwd), *pairs)
+
+    def _create(self, *args: str) -> None:
+        """``new-session``: SessionExists when the name is taken. tmux checks that and
+        creates in one step, so no ``has-session`` is needed before it."""
+        result = self._run(*args)
+        if result.ok:
+            return
+        if "duplicate session" in result.error_line().lower():
+            raise SessionExists(f"tmux new-session: {result.error_line()}")
+        raise ToolError(f"tmux new-session failed: {result.error_line()}")
 
     def respawn(self, name: str, *, cwd: Path, command: str) -> None:
         """``respawn-pane -k``: replace the pane's process with ``command``."""

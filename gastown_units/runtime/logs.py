@@ -10,10 +10,7 @@ import logging
 import os
 import sys
 
-try:
-    from systemd.journal import JournalHandler
-except ImportError:  # pragma: no cover - depends on python3-systemd being installed
-    JournalHandler = None
+from gastown_units.runtime.journal_send import JournalSender
 
 
 def under_journal() -> bool:
@@ -53,8 +50,8 @@ def setup_logging(identifier: str, *, role: str, rig: str | None = None,
     for old in list(root.handlers):
         root.removeHandler(old)
     handler: logging.Handler
-    if JournalHandler is not None and under_journal():
-        handler = JournalHandler(SYSLOG_IDENTIFIER=identifier, **fields)
+    if under_journal():
+        handler = JournalSender({"SYSLOG_IDENTIFIER": identifier, **fields})
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -10,8 +10,6 @@ the directory is unavailable the service simply polls.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import re
@@ -19,6 +17,10 @@ import shlex
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,18 @@ def closed_sessions(event_file: Path, names: set[str]) -> frozenset[str] | None:
     return frozenset(tokens)
 
 
+def _last_errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
 def inotify(what: str) -> tuple[ctypes.CDLL, int] | None:
     """libc and a new non-blocking inotify descriptor, or None (logged: ``what`` is then
     checked at the interval only)."""
+    import ctypes  # here: a polecat sweep (--once) watches nothing and needs none
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -285,7 +296,7 @@ class UnlinkWatch:
         libc, fd = found
         if libc.inotify_add_watch(fd, os.fsencode(path.parent), _UNLINK_MASK) < 0:
             log.info("cannot watch %s (errno %d): checked by interval only", path.parent,
-                     ctypes.get_errno())
+                     _last_errno())
             os.close(fd)
             return
         self.fd = fd

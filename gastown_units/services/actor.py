@@ -31,7 +31,7 @@ from enum import StrEnum
 from gastown_units.errors import GastownError, ToolError
 from gastown_units.ports.agent_locks import AgentLocks
 from gastown_units.ports.git import Git
-from gastown_units.ports.tmux import Pane, Snapshot, Tmux
+from gastown_units.ports.tmux import Pane, SessionExists, Snapshot, Tmux
 from gastown_units.runtime.events import agent_fields, log_event
 from gastown_units.runtime.loop import Context
 from gastown_units.services.profiles import Reason, start_profile
@@ -273,10 +273,15 @@ class AgentActor:
         profile = start_profile(who, agent, reason=reason, ready_prompt=self.ready_prompt)
         if profile.pre_sync:
             self.pre_sync(who, ctx)
-            if self.tmux.has_session(who.session):
-                raise CameBack(f"{who.session} exists again (started meanwhile)")
         ctx.progress()
-        return self.keeper.start(who, agent, ctx, profile)
+        try:
+            return self.keeper.start(who, agent, ctx, profile)
+        except SessionExists:
+            if not profile.pre_sync:
+                raise
+            # Started by somebody else during the pre-sync (tmux refuses a second session of
+            # the name in the same step that would create it: no has-session race).
+            raise CameBack(f"{who.session} exists again (started meanwhile)") from None
 
     def check_split(self, who: Identity, ctx: Context) -> None:
         """Raise Elsewhere if the agent runs on another tmux server; log that once."""

@@ -116,7 +116,7 @@ class TownService:
         """Open and check the town, the patrol toggles and tmux; ConfigError if unusable."""
         town = Town.open(self.settings.town_root)
         try:
-            self.tmux.version()
+            self.tmux.check_installed()
         except ToolMissing as exc:
             raise ConfigError(str(exc)) from None
         return town

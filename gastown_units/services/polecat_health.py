@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -604,6 +603,8 @@ class PolecatHealth(TownService):
         if len(steps) <= 1:
             outcomes = [one(step) for step in steps]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # only when there are several
+
             with ThreadPoolExecutor(max_workers=min(RESTART_WORKERS, len(steps)),
                                     thread_name_prefix="restart") as pool:
                 outcomes = [job.result() for job in [pool.submit(one, s) for s in steps]]
@@ -640,7 +641,9 @@ class PolecatHealth(TownService):
             raise RestartError(f"worktree missing: neither polecats/{f.name}/{f.rig} nor "
                                f"polecats/{f.name} (with .git) exists")
         agent = self.agent(Role.POLECAT, f.rig)
-        pane = self.actor.pane_now(who)
+        # No session in the look taken under its lock: nothing to kill, so no new look; a
+        # session started since makes tmux refuse ours (CameBack). A kill needs a look now.
+        pane = None if f.liveness is Liveness.MISSING else self.actor.pane_now(who)
         if pane is not None and liveness(pane, agent) is Liveness.RUNNING:
             log.info("%s came back while we looked: not restarted", f.session,
                      extra=agent_fields(who))

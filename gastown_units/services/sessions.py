@@ -8,8 +8,8 @@ written once here. Which agent may be acted on, and when, is the actor's busines
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -96,9 +96,23 @@ def declared_names(process_names: str | None, agent_name: str | None) -> frozens
     return frozenset(names)
 
 
+def run_id() -> str:
+    """A random (version 4) UUID in its text form, without importing :mod:`uuid` (which
+    loads ``platform`` and a C module on every sweep's start).
+
+    >>> text = run_id(); len(text), text[14], text[19] in "89ab", text.count("-")
+    (36, '4', True, 4)
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def l_env(agent: AgentProgram) -> dict[str, str]:
     """What [L]'s session layer adds (``MergeRuntimeLivenessEnv``, 2026 §3.3)."""
-    env = {"GT_AGENT": agent.name, "GT_RUN": str(uuid.uuid4())}
+    env = {"GT_AGENT": agent.name, "GT_RUN": run_id()}
     if agent.process_names:
         env["GT_PROCESS_NAMES"] = ",".join(sorted(agent.process_names))
     return env

@@ -8,7 +8,6 @@ act on nothing in an unknown town (gastown-2026.md §0). Pure: the evidence is g
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -148,6 +147,8 @@ def socket_base(town_root: str) -> str:
 
 def socket_hash(canonical: str) -> str:
     """First 3 bytes of SHA-256 of the canonical path, as 6 hex digits."""
+    import hashlib  # here: OpenSSL's load is a cost of every process start otherwise
+
     return hashlib.sha256(canonical.encode()).hexdigest()[:6]
 
 

@@ -135,8 +135,9 @@ def test_git_pre_sync_never_passes_a_bad_branch(fake: Fake, branch: str) -> None
 def test_git_pre_sync_good_branch_argv(fake: Fake) -> None:
     assert Git(binary=str(fake.path)).pre_sync(fake.path.parent, "release/v1.2") == []
     tree = str(fake.path.parent)
-    assert fake.calls() == [["-C", tree, "fetch", "origin"],
-                            ["-C", tree, "pull", "--rebase", "origin", "release/v1.2"]]
+    no_gc = ["-c", "maintenance.auto=false", "-c", "gc.auto=0"]
+    assert fake.calls() == [["-C", tree, *no_gc, "fetch", "origin"],
+                            ["-C", tree, *no_gc, "pull", "--rebase", "origin", "release/v1.2"]]
 
 
 @pytest.mark.parametrize("branch", ["-x", "--upload-pack=x", "a\nb", "polecat/" + "x" * 300])
