@@ -147,6 +147,8 @@ class Facts:
     restarts_error: str = ""
     bad_files: tuple[Path, ...] = ()
     bad_files_error: str = ""
+    # what is wrong with mayor/daemon.json patrols.restart_tracker (§6.10), one per setting
+    restart_policy: tuple[str, ...] = ()
     exposure: Mapping[str, float | str] = field(default_factory=dict)  # str: why unknown
     analyze_missing: bool = False
     dialect: str = ""  # J, L, unknown; '' when not probed
@@ -500,6 +502,22 @@ def check_bad_files(facts: Facts) -> list[Check]:
                   "remove the .bad files")]
 
 
+def check_restart_policy(facts: Facts) -> list[Check]:
+    """The Deacon's restart backoff comes from ``patrols.restart_tracker``; a setting the
+    keeper cannot use falls back to Gas Town's default, which the operator should know."""
+    if facts.town_root is None or facts.town_error:
+        return []
+    if not facts.restart_policy:
+        return [Check("restart-policy", True,
+                      "the Deacon's restart backoff (patrols.restart_tracker) is usable")]
+    where = facts.town_root / "mayor" / "daemon.json"
+    return [Check("restart-policy", False,
+                  f"{where}: {'; '.join(facts.restart_policy)}: Gas Town's default restart "
+                  "backoff is used instead",
+                  "correct patrols.restart_tracker (durations are whole nanoseconds, "
+                  "e.g. 30000000000 for 30 s); the Deacon keeper reads it on its next pass")]
+
+
 def check_hardening(facts: Facts) -> list[Check]:
     if _no_systemd(facts):
         return []
@@ -564,7 +582,8 @@ def check_sandbox(facts: Facts) -> list[Check]:
 
 CHECKS = (check_town, check_dialect, check_tools, check_tmux_host, check_rigs_enabled,
           check_no_gt_daemon, check_user_daemon_unit, check_town_down, check_failed_units,
-          check_restarts, check_bad_files, check_sandbox, check_hardening)
+          check_restarts, check_bad_files, check_restart_policy, check_sandbox,
+          check_hardening)
 
 
 def run_checks(facts: Facts) -> list[Check]:

@@ -52,7 +52,7 @@ from gastown_units.errors import EX_CONFIG, ConfigError, GastownError
 from gastown_units.ports import runner
 from gastown_units.ports.dialect_probe import TownDialect, resolve
 from gastown_units.town.identity import J_NAMING
-from gastown_units.town.jsonfile import parse_time, read_json_object
+from gastown_units.town.jsonfile import DamagedFile, parse_time, read_json_object
 from gastown_units.town.layout import Town
 
 T = TypeVar("T")
@@ -396,6 +396,17 @@ def gather_bad_files(town: Town) -> tuple[Path, ...]:
     return tuple(sorted(found))
 
 
+def gather_restart_policy(town: Town) -> tuple[str, ...]:
+    """What the Deacon keeper would say of ``patrols.restart_tracker`` (read as it does)."""
+    from gastown_units.town.restart_state import tracker_policy
+
+    try:
+        data = read_json_object(town.daemon_json)
+    except (DamagedFile, OSError) as exc:
+        return (f"unreadable ({exc})",)
+    return tuple(tracker_policy(data)[1])
+
+
 def gather_exposure(rigs: tuple[str, ...]) -> dict[str, float | str]:
     units = list(SUPERVISORS)
     for rig in rigs:
@@ -490,6 +501,8 @@ def gather(settings: Settings, environ: Mapping[str, str] | None = None) -> Fact
         facts["restarts"] = restarts or ()
         bad, facts["bad_files_error"] = _attempt(lambda: gather_bad_files(opened))
         facts["bad_files"] = bad or ()
+        policy, why = _attempt(lambda: gather_restart_policy(opened))
+        facts["restart_policy"] = policy if policy is not None else (f"not read: {why}",)
     daemons, facts["daemons_error"] = _attempt(lambda: gather_daemons(town))
     facts["daemons"] = daemons or ()
     if systemd:

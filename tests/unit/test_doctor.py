@@ -228,6 +228,18 @@ def test_state_files_set_aside() -> None:
     assert str(path) in bad.detail and "remove the .bad" in bad.fix
 
 
+def test_unusable_restart_policy_is_named() -> None:
+    """A patrols.restart_tracker setting the Deacon keeper cannot use (it falls back to Gas
+    Town's default, gastown-2026.md §6.10) is a failed check with the file and the fix."""
+    assert [c.ok for c in dc.check_restart_policy(healthy())] == [True]
+    problem = "patrols.restart_tracker.max_backoff must be a whole number of nanoseconds, " \
+        "not '10m'"
+    bad = only_failure(dataclasses.replace(healthy(), restart_policy=(problem,)))
+    assert bad.name == "restart-policy"
+    assert "/home/alice/gt/mayor/daemon.json" in bad.detail and problem in bad.detail
+    assert "nanoseconds" in bad.fix
+
+
 def test_town_read_only_in_the_sandbox() -> None:
     facts = healthy()
     unit = "gastown-lifecycle-mail.service"
@@ -314,6 +326,28 @@ def test_bad_files_found(town: Path) -> None:
     (town / "daemon" / "restart_state.json.bad").write_text("x", encoding="utf-8")
     found = gather.gather_bad_files(Town.open(town))
     assert [p.name for p in found] == ["restart_state.json.bad", "witness-gastown.json.bad"]
+
+
+def test_restart_policy_read_as_the_keeper_reads_it(town: Path) -> None:
+    from gastown_units.town.layout import Town
+
+    daemon_json = town / "mayor" / "daemon.json"
+    assert not daemon_json.exists()  # a [J] town: no daemon.json, Gas Town's defaults
+    assert gather.gather_restart_policy(Town.open(town)) == ()
+    tracker = {"initial_backoff": 30_000_000_000, "crash_loop_count": 3}
+    data = {"type": "daemon-patrol-config", "version": 1,
+            "patrols": {"restart_tracker": tracker}}
+    daemon_json.write_text(json.dumps(data), encoding="utf-8")
+    assert gather.gather_restart_policy(Town.open(town)) == ()
+    tracker.update(initial_backoff="30s", backoff_multiplier=True)
+    daemon_json.write_text(json.dumps(data), encoding="utf-8")
+    found = gather.gather_restart_policy(Town.open(town))
+    assert [p.split(" must")[0] for p in found] == [
+        "patrols.restart_tracker.initial_backoff", "patrols.restart_tracker.backoff_multiplier"]
+    daemon_json.write_text("{ damaged", encoding="utf-8")
+    found = gather.gather_restart_policy(Town.open(town))
+    assert len(found) == 1 and found[0].startswith("unreadable (")
+    assert daemon_json.read_text(encoding="utf-8") == "{ damaged"  # nothing set aside
 
 
 def _doctor(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
