@@ -243,15 +243,16 @@ def _plan_judged(f: PolecatFacts, state: SweepState, tracker: RestartTracker, li
                        f"`gastown-units clear-backoff {f.address}`"))
         mails.append(Mailing(f"loop:{f.session}", f.hook_bead,
                              f"CRASH_LOOP: {f.address} restarts stopped",
-                             f"Polecat {f.name} crashed {policy.loop_count} times within "
-                             f"{loop}.\n\nhook_bead: {f.hook_bead}\n\nRestarts are stopped "
-                             f"until `gastown-units clear-backoff {f.address}`."))
+                             f"Polecat {f.name} was restarted {policy.loop_count} times "
+                             f"within {loop} and crashed again.\n\nhook_bead: "
+                             f"{f.hook_bead}\n\nRestarts are stopped until "
+                             f"`gastown-units clear-backoff {f.address}`."))
     since = tracker.loop_since(f.session)
     if since is not None:  # mayor/ is told once per crash loop, retried until it is
         mails.append(Mailing(f"mayor-loop:{f.session}", stamp(since),
                              f"CRASH_LOOP: {f.address} restarts stopped",
-                             f"Polecat {f.address} crashed {policy.loop_count} times within "
-                             f"{loop}; automatic restarts are stopped.\n\n"
+                             f"Polecat {f.address} was restarted {policy.loop_count} times "
+                             f"within {loop} and crashed again; automatic restarts are stopped.\n\n"
                              f"hook_bead: {f.hook_bead}\n\nFind why it dies, then run "
                              f"`gastown-units clear-backoff {f.address}`.", to="mayor/"))
     mails = [m for m in mails if state.incidents.get(m.key) != m.value]

@@ -183,6 +183,9 @@ def test_crash_loop_stops_restarts(extra: int) -> None:
     assert acts == [Act.RESTART] * quick.loop_count + [Act.HOLD] * extra
     loops = [m for p in plans for m in p.polecats[0].mails if m.subject.startswith("CRASH_LOOP")]
     assert sorted(m.to for m in loops) == ["", "mayor/"]  # the witness and mayor/, once each
+    # loop_count restarts, then the death that made it a loop: the mails count restarts
+    assert all("was restarted 5 times within 15m0s and crashed again" in m.body
+               for m in loops), [m.body for m in loops]
     events = [e for p in plans for e, _ in p.polecats[0].events]
     assert events == ["crash-loop"]
 
