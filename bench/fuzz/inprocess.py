@@ -150,10 +150,10 @@ def run_service(argv: Sequence[str], standins: Mapping[str, Path],
     """``gastown-units <argv>`` in this process; raises InProcessCrash, returns the code."""
     from gastown_units import cli
     from gastown_units.ports import runner
-    from gastown_units.runtime import contain, loop
+    from gastown_units.runtime import contain, logs, loop
 
     records = _Records()
-    setup = cli.setup_logging  # type: ignore[attr-defined]
+    setup = logs.setup_logging  # what a unit's run calls (launch.run_unit), looked up then
 
     def logging_and_capture(*args: Any, **kwargs: Any) -> None:
         setup(*args, **kwargs)
@@ -180,7 +180,7 @@ def run_service(argv: Sequence[str], standins: Mapping[str, Path],
             del os.environ[key]
         patches: tuple[tuple[Any, str, Any], ...] = (
             (runner, "run", StandinRunner(real, standins, fault)),
-            (cli, "setup_logging", logging_and_capture), (loop.Context, "sleep", short_sleep))
+            (logs, "setup_logging", logging_and_capture), (loop.Context, "sleep", short_sleep))
         for owner, name, value in patches:
             setattr(owner, name, value)
         logging.disable(logging.NOTSET)
@@ -197,7 +197,7 @@ def run_service(argv: Sequence[str], standins: Mapping[str, Path],
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
         restore: tuple[tuple[Any, str, Any], ...] = (
-            (runner, "run", real), (cli, "setup_logging", setup),
+            (runner, "run", real), (logs, "setup_logging", setup),
             (loop.Context, "sleep", real_sleep))
         for owner, name, value in restore:
             setattr(owner, name, value)
