@@ -64,6 +64,13 @@ def _child(out: str, t0: float, argv: list[str]) -> None:
                                          "end": time.time() - t0}))
 
     atexit.register(dump)
+    profile_to = os.environ.pop("GTU_BENCH_CPROFILE", "")
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        atexit.register(lambda: profiler.dump_stats(profile_to))
+        profiler.enable()
     from gastown_units.launch import main
 
     sys.exit(main(argv))
@@ -139,6 +146,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--pyc", action="store_true", help="byte-compiled modules")
     parser.add_argument("--where", action="store_true", help="the caller of each call")
+    parser.add_argument("--polecats", type=int, default=1,
+                        help="polecats in the rig (the others stay running)")
+    parser.add_argument("--cprofile", metavar="FILE",
+                        help="write the last trial's cProfile statistics to FILE")
     args = parser.parse_args()
     from tests.harness import keeper
     from tests.harness.tmux_server import PrivateTmux
@@ -152,11 +163,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             town = make_town(Path(tmp) / "town")
             tree = polecat(town, server, "nux")
+            for n in range(1, args.polecats):
+                polecat(town, server, f"cat{n}")
             env = keeper.service_env()
             if args.pyc:
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
                 env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pyc")
             for i in range(args.trials):
+                if args.cprofile and i == args.trials - 1:
+                    env["GTU_BENCH_CPROFILE"] = str(Path(args.cprofile).resolve())
                 latency, prof = _trial(town, server, tree, Path(tmp) / f"prof{i}.json", env)
                 latencies.append(latency)
                 tools = [c["argv"][0] for c in prof["calls"]]
