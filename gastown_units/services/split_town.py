@@ -5,7 +5,8 @@ one ``GT_TMUX_SOCKET`` names. When the two differ, every keeper sees no agent on
 server and starts a second copy in the same worktree. So, just before the actor starts an
 agent (starts are rare; the idle path costs nothing), :class:`SplitTownGuard` asks the
 user's *other* tmux servers — every socket in the tmux socket directory
-(``$TMUX_TMPDIR`` or ``/tmp``, then ``tmux-<uid>/``) except ours, and ``default`` always —
+(``$TMUX_TMPDIR`` or ``/tmp``, then ``tmux-<uid>/``) except ours, and ``default`` if that
+path exists (or cannot be looked at) —
 whether the session runs there: one ``list-sessions`` per server, ``-N`` and ``-S PATH``,
 which never start a server. A stale socket (no server) says so at once and counts as absent.
 
@@ -101,7 +102,9 @@ def socket_dir(environ: Mapping[str, str], uid: int) -> Path:
 
 
 def foreign_servers(directory: Path, ours: str | None) -> list[Path]:
-    """Every socket in ``directory`` but ours (``None``: default), and ``default`` always."""
+    """Every socket in ``directory`` but ours (``None``: default), and ``default`` unless
+    there is no such file: no server listens at a path that does not exist, and asking
+    would cost a process on the way to every start (an unreadable directory: asked)."""
     mine = ours or "default"
     found: set[Path] = set()
     try:
@@ -114,9 +117,19 @@ def foreign_servers(directory: Path, ours: str | None) -> list[Path]:
                 found.add(Path(entry.path))
         except OSError:
             continue
-    if mine != "default":
+    if mine != "default" and _may_exist(directory / "default"):
         found.add(directory / "default")
     return sorted(found)
+
+
+def _may_exist(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # cannot tell (permissions): ask
+    return True
 
 
 def parse_sessions(text: str) -> dict[str, str]:

@@ -41,7 +41,7 @@ def test_socket_dir_follows_tmux_tmpdir() -> None:
     assert socket_dir({"TMUX_TMPDIR": ""}, 7) == Path("/tmp/tmux-7")
 
 
-def test_foreign_servers_are_every_socket_but_ours_and_default_always(tmp_path: Path) -> None:
+def test_foreign_servers_are_every_socket_but_ours_and_default_if_there(tmp_path: Path) -> None:
     d = tmp_path / "tmux-0"
     for name in ("ours", "gt", "default"):
         bind(d / name)
@@ -49,8 +49,10 @@ def test_foreign_servers_are_every_socket_but_ours_and_default_always(tmp_path: 
     assert foreign_servers(d, "ours") == [d / "default", d / "gt"]
     assert foreign_servers(d, None) == [d / "gt", d / "ours"]  # we are the default
     (d / "default").unlink()
-    assert d / "default" in foreign_servers(d, "ours")  # asked even without its file
-    assert foreign_servers(tmp_path / "absent", "ours") == [tmp_path / "absent" / "default"]
+    assert foreign_servers(d, "ours") == [d / "gt"]  # no file: no server can listen there
+    assert foreign_servers(tmp_path / "absent", "ours") == []
+    (d / "default").write_text("")  # not a socket, but there: tmux is asked what it is
+    assert d / "default" in foreign_servers(d, "ours")
 
 
 def test_sessions_and_their_town() -> None:
