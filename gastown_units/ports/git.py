@@ -8,6 +8,9 @@ for a refspec, and ``default_branch`` comes from a rig's ``config.json``: a valu
 
 from __future__ import annotations
 
+import os
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,44 @@ from gastown_units.ports.argv import checked_ref
 #: cost a process on the way to a restart, and a gc it detached would be killed with the
 #: oneshot sweep's cgroup when the sweep ends; the agents' own git commands run it.
 NO_AUTO_MAINTENANCE = ("-c", "maintenance.auto=false", "-c", "gc.auto=0")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def git_dir(tree: Path) -> Path | None:
+    """The checkout's own git directory: ``.git`` itself, or where a linked worktree's
+    ``.git`` file points (``gitdir: PATH``, relative to the checkout); None if neither."""
+    dot = tree / ".git"
+    if dot.is_dir():
+        return dot
+    try:
+        text = dot.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir: "):
+        return None
+    return tree / text.removeprefix("gitdir: ").strip()
+
+
+def fetched_tip(tree: Path, branch: str, *, since: float) -> str | None:
+    """The object id that a fetch begun at ``since`` brought for ``branch`` of
+    ``origin``, from the checkout's ``FETCH_HEAD`` (``<id> TAB [not-for-merge] TAB
+    branch 'NAME' of URL``); None when that file is older, unreadable or has no such line."""
+    directory = git_dir(tree)
+    if directory is None:
+        return None
+    path = directory / "FETCH_HEAD"
+    try:
+        if os.stat(path).st_mtime < since - 1.0:  # not written by that fetch
+            return None
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        fields = line.split("\t")
+        if len(fields) == 3 and _OBJECT_ID.fullmatch(fields[0]) and \
+                fields[2].startswith(f"branch '{branch}' of "):
+            return fields[0]
+    return None
 
 
 class Git:
@@ -50,6 +91,11 @@ class Git:
         Never raises a tool failure: it is returned as a line for the log, and a failed
         fetch skips the pull. Returns the problems seen (empty when both worked).
         ``progress`` runs between the steps (it feeds the watchdog).
+
+        The pull is left out when the fetch just brought ``BRANCH``'s tip and the
+        checkout already contains it (the common case on a restart): the pull would fetch
+        it again (a second round trip to the remote, on the way to every restart) and then
+        have nothing to rebase. A tip that cannot be read from this fetch: the pull runs.
         """
         tick = progress or (lambda: None)
         problems: list[str] = []
@@ -59,10 +105,15 @@ class Git:
             return [f"not synced: {exc}"]
         try:
             tick()
+            began = time.time()
             fetch = self._run(tree, *NO_AUTO_MAINTENANCE, "fetch", "origin")
             tick()
             if not fetch.ok:
                 return [f"git fetch origin failed: {fetch.error_line()}"]
+            tip = fetched_tip(tree, branch, since=began)
+            if tip is not None and self._run(tree, "merge-base", "--is-ancestor", tip,
+                                             "HEAD").ok:
+                return []
             pull = self._run(tree, *NO_AUTO_MAINTENANCE, "pull", "--rebase", "origin", branch)
             tick()
             if not pull.ok:

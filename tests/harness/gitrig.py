@@ -17,11 +17,13 @@ def git(cwd: Path, *args: str) -> str:
                           text=True, timeout=60, env=env).stdout
 
 
-def make_rig_repos(rig_dir: Path) -> Path:
+def make_rig_repos(rig_dir: Path, *, refspec: bool = True) -> Path:
     """The rig's repositories as Gas Town lays them out (gastown.md §1.4); the mayor's clone.
 
     An upstream (what ``git_url`` names) with one commit on main; ``.repo.git``, the shared
-    bare clone of it (so it has ``origin``, and polecat worktrees come from it); and
+    bare clone of it (so it has ``origin``, and polecat worktrees come from it), with the
+    fetch refspec Gas Town sets on it since January 2026 (``refspec=False``: a rig made
+    before, whose ``git fetch origin`` updates only ``FETCH_HEAD``); and
     ``mayor/rig``, the mayor's clone of the upstream (a push there lands upstream). The
     rig's beads database in ``mayor/rig/.beads`` (:func:`tests.harness.town.make_rig_db`)
     is kept across the clone.
@@ -37,6 +39,9 @@ def make_rig_repos(rig_dir: Path) -> Path:
     git(seed, "commit", "-q", "-m", "initial")
     git(seed, "push", "-q", str(upstream), "main")
     git(rig_dir, "clone", "-q", "--bare", str(upstream), str(bare))
+    if refspec:  # Gas Town's configureRefspec (a91e6cd64, 2026-01-08): origin/* for worktrees
+        git(bare, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+        git(bare, "fetch", "-q", "origin")
     clone = rig_dir / "mayor" / "rig"
     kept = rig_dir / ".beads-kept"
     if (clone / ".beads").exists():

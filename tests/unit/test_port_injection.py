@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gastown_units.errors import BadInput, GastownError, ToolError
 from gastown_units.ports import argv as argv_rules
 from gastown_units.ports import runner
 from gastown_units.ports.beads import Beads
-from gastown_units.ports.git import Git
+from gastown_units.ports.git import Git, fetched_tip, git_dir
 from gastown_units.ports.mail import Mail
 from gastown_units.ports.sling import Sling
 from gastown_units.ports.tmux import Tmux
@@ -315,3 +316,31 @@ def test_tmux_sequence_keeps_semicolons_as_data(tmux_server: PrivateTmux, tmp_pa
     shown = tmux_server.tmux("show-option", "-v", "-t", "=seq:", "status-left").stdout
     assert shown == "kill-server ;\n"
     assert "seq" in tmux_server.sessions()
+
+
+def _fetch_head(tree: Path, text: str) -> None:
+    (tree / ".git").mkdir(exist_ok=True)
+    (tree / ".git" / "FETCH_HEAD").write_text(text)
+
+
+def test_fetched_tip_reads_the_branch_line_of_this_fetch(tmp_path: Path) -> None:
+    a, b = "a" * 40, "b" * 40
+    _fetch_head(tmp_path, f"{a}\tnot-for-merge\tbranch 'dev' of /o\n{b}\t\tbranch 'main' of /o\n")
+    assert fetched_tip(tmp_path, "main", since=0) == b
+    assert fetched_tip(tmp_path, "dev", since=0) == a
+    assert fetched_tip(tmp_path, "mai", since=0) is None  # a whole name, not a prefix
+    assert fetched_tip(tmp_path, "main", since=time.time() + 60) is None  # an older fetch's
+    _fetch_head(tmp_path, "--upload-pack=x\t\tbranch 'main' of /o\n")
+    assert fetched_tip(tmp_path, "main", since=0) is None  # only an object id is passed on
+
+
+def test_fetched_tip_follows_a_linked_worktree(tmp_path: Path) -> None:
+    admin = tmp_path / "repo.git" / "worktrees" / "nux"
+    admin.mkdir(parents=True)
+    (admin / "FETCH_HEAD").write_text("c" * 64 + "\t\tbranch 'main' of /o\n")
+    tree = tmp_path / "nux"
+    tree.mkdir()
+    (tree / ".git").write_text(f"gitdir: {admin}\n")
+    assert git_dir(tree) == admin and fetched_tip(tree, "main", since=0) == "c" * 64
+    (tree / ".git").write_text("not a pointer\n")
+    assert git_dir(tree) is None and fetched_tip(tree, "main", since=0) is None
