@@ -460,6 +460,13 @@ def bring_up(guest: GuestSystemd, host: Host, town: Town, result: Result) -> Non
         log(f"  still down: {', '.join(a.session for a in down[:20])}")
 
 
+def _describe_pid(guest: GuestSystemd, pid: int) -> str:
+    """``pid`` (of the guest) as ``comm`` and unit, for the idle log; ``?`` once gone."""
+    found = guest.run(["sh", "-c", 'cat /proc/"$1"/comm; grep -o "[^/]*$" /proc/"$1"/cgroup',
+                       "describe", str(pid)], check=False).stdout.split()
+    return f"{pid}:{'/'.join(found) or '?'}"
+
+
 def measure_idle(guest: GuestSystemd, host: Host, probe: Probe, town: Town, seconds: float,
                  result: Result) -> None:
     missing = wait_healthy(host, town, timeout=300, quiet=5.0)
@@ -501,6 +508,13 @@ def measure_idle(guest: GuestSystemd, host: Host, probe: Probe, town: Town, seco
         f"{len(records)} processes exited ({len(records) / window:.2f}/s)")
     log(f"  by command ({window:.0f} s): "
         + (", ".join(f"{c} {n}" for c, n in seen.most_common()) or "none"))
+    parents = Counter(r.ppid for r in records)
+    if parents:
+        log("  by parent: " + ", ".join(f"{_describe_pid(guest, ppid)} {n}"
+                                        for ppid, n in parents.most_common(6)))
+        changed = guest.run(["find", town.path, "/run/gastown-tmux", "-newermt", f"@{t0:.3f}",
+                             "-not", "-path", "*/.agent/*"], check=False).stdout.split()
+        log(f"  files changed in the window ({len(changed)}): " + " ".join(changed[:12]))
     # CPU: the live supervisor units' deltas, plus what the slice gained beyond its live
     # units (the oneshot sweeps and any other unit that came and went).
     supervisors = 0

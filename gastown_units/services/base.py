@@ -48,11 +48,12 @@ DOWN_RECHECK = 5.0
 # A pass woken by a beads store waits this long after the last: a busy store (agents
 # writing beads all the time) then costs a pass every few seconds, not one per write.
 STORE_GAP = 3.0
-# Files in daemon/ that say the town is going down or coming back, or that an operator
-# released an agent (gastown.md §1.7, gastown-2026.md §6.10, §6.11). Not state.json: the
-# Deacon keeper rewrites it every pass.
-_DAEMON_NAMES = frozenset({"shutdown.lock", "shutting-down", "daemon.pid", "daemon.lock",
-                           "restart_state.json"})
+# Files in daemon/ that say the town is going down or coming back (gastown.md §1.7,
+# gastown-2026.md §6.10, §6.11). Not state.json: the Deacon keeper rewrites it every pass.
+# Not restart_state.json: every restart a sweep books rewrites it, and of its entries only
+# the Deacon's ("deacon", Gas Town's own) decides what a long-running service does, so
+# only the deacon-keeper watches it; the others would each run a pass per restart.
+_DAEMON_NAMES = frozenset({"shutdown.lock", "shutting-down", "daemon.pid", "daemon.lock"})
 
 
 def store_watches(stores: list[Path]) -> list[Watched]:

@@ -117,12 +117,14 @@ class DeaconKeeper(TownService):
             super().close()
 
     def watched(self) -> list[Watched]:
-        """Also, while the heartbeat is stale, the Deacon's heartbeat files ([J]
-        ``heartbeat.json``, [L] ``.deacon-heartbeat``): a heartbeat ends the episode at
-        once."""
+        """Also ``restart_state.json`` (its ``deacon`` entry: a ``clear-backoff`` of the
+        Deacon is honoured at once) and, while the heartbeat is stale, the Deacon's
+        heartbeat files ([J] ``heartbeat.json``, [L] ``.deacon-heartbeat``): a heartbeat
+        ends the episode at once."""
+        state = Watched(self.restart_state.parent, frozenset({self.restart_state.name}))
         if not self._heartbeat_stale:  # a fresh one is rewritten often: no pass for that
-            return super().watched()
-        return [*super().watched(),
+            return [*super().watched(), state]
+        return [*super().watched(), state,
                 Watched(self.town.heartbeat.parent,
                         frozenset({self.town.heartbeat.name, ".deacon-heartbeat"}))]
 

@@ -86,9 +86,9 @@ def unit_of(guest: GuestSystemd, pid: int) -> str:
 
 # The rig's bare .repo.git with one commit on main, made once (as the owner, in the rig dir).
 # The rig's repositories as tests/harness/gitrig.py makes them (gastown.md §1.4): an
-# upstream with one commit, .repo.git a bare clone of it, mayor/rig the mayor's clone of
-# the upstream (keeping the rig database in mayor/rig/.beads), polecat worktrees from
-# .repo.git.
+# upstream with one commit, .repo.git a bare clone of it (with Gas Town's fetch refspec),
+# mayor/rig the mayor's clone of the upstream (keeping the rig database in
+# mayor/rig/.beads), polecat worktrees from .repo.git.
 _SEED_REPO = """
 set -eu
 cd "$1"
@@ -103,6 +103,9 @@ if [ ! -d .repo.git ]; then
   git -C .seed add README && git -C .seed commit -q -m initial
   git -C .seed push -q "$upstream" main && rm -rf .seed
   git clone -q --bare "$upstream" .repo.git
+  # Gas Town's configureRefspec (a91e6cd64, 2026-01-08): origin/* refs for the worktrees
+  git -C .repo.git config remote.origin.fetch '+refs/heads/*:refs/remotes/origin/*'
+  git -C .repo.git fetch -q origin
   echo .agent/ > .repo.git/info/exclude
   seeded=yes
 fi

@@ -320,3 +320,32 @@ def test_the_deacon_keeper_passes_when_the_heartbeat_crosses_a_threshold(
     keeper._next_look(age, ctx)
     assert ctx.soon == soon
     assert keeper._heartbeat_stale is stale
+
+
+# --- who wakes for the restart state ------------------------------------------------------
+def test_a_booked_restart_wakes_the_deacon_keeper_only(tmp_path: Path) -> None:
+    """Every restart a polecat-health sweep books rewrites daemon/restart_state.json; only
+    its ``deacon`` entry matters to a long-running service, so the other services (each
+    witness and refinery, lifecycle-mail) must not run a pass for it. Their other daemon/
+    files (the town going down) still wake them."""
+    from gastown_units.config import Settings
+    from gastown_units.services.deacon_keeper import DeaconKeeper
+    from gastown_units.services.lifecycle_mail import LifecycleMail
+    from tests.harness.town import make_town
+
+    town = Town.open(make_town(tmp_path / "town"))
+    woken: dict[str, list[bool]] = {}
+    for service in (DeaconKeeper(Settings()), LifecycleMail(Settings())):
+        service._town = town
+        watch = FileWatch()
+        try:
+            watch.update(service.watched())
+            _rename_into(town.daemon_dir, "restart_state.json", '{"agents": {}}')
+            first = _wait_gap(watch, 0.5) is not None
+            (town.daemon_dir / "shutdown.lock").write_text("")
+            woken[service.name] = [first, _wait_gap(watch) is not None]
+            (town.daemon_dir / "shutdown.lock").unlink()
+            _wait_gap(watch, 0.2)
+        finally:
+            watch.close()
+    assert woken == {"deacon-keeper": [True, True], "lifecycle-mail": [False, True]}
