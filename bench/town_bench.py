@@ -32,9 +32,11 @@ README tells an operator. Then, in this order:
    as rarely as the town allows; a polecat whose restart backoff is still running when
    its turn comes is given ``gastown-units clear-backoff`` first (outside the measured
    time; the count is printed). Every trial waits for the whole town to be up again,
-   no sweep running, and one quiet second. The quiet trials first wait (at most
-   ``--quiet-wait`` s) for the host's load average to fall below ``--quiet-load`` (0.3,
-   the issue's "quiet machine"; the table shows what it reached). The polecat trials are
+   no sweep running, one quiet second, and then for one second in which the guest
+   started no process (a restart's aftermath, such as the re-reads a mail causes, is
+   over). The quiet trials first wait (at most ``--quiet-wait`` s) for the host's load
+   average to fall below ``--quiet-load`` (0.3, the issue's "quiet machine"; the table
+   shows what it reached). The polecat trials are
    repeated beside ``--load`` busy processes on the host.
 
 It prints figures as it goes and a table at the end; it asserts nothing about timings.
@@ -660,6 +662,25 @@ class Trials:
     timeouts: int = 0
     cleared: int = 0
     unhealthy_starts: int = 0
+    busy_starts: int = 0  # trials whose kill came while the guest still started processes
+
+
+def wait_no_new_processes(probe: Probe, *, still: float, timeout: float) -> bool:
+    """Wait until the guest has started no process for ``still`` seconds: a kill is timed
+    on a town that is done with the last one (a restart's mail makes every rig service
+    and witness re-read the town's store: a dozen ``bd``/``gt`` runs seconds later), not
+    on whatever that aftermath costs. False when the town never went still."""
+    deadline = time.monotonic() + timeout
+    last, _ = probe.sample()
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        current, _ = probe.sample()
+        if current != last:
+            last, since = current, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return True
+    return False
 
 
 def crash_trials(guest: GuestSystemd, host: Host, probe: Probe, town: Town,
@@ -676,6 +697,8 @@ def crash_trials(guest: GuestSystemd, host: Host, probe: Probe, town: Town,
         if agent.role == "polecat" and _backoff_active(guest, town, agent.session):
             guest.run(["gastown-units", "clear-backoff", agent.address], user=OWNER)
             out.cleared += 1
+        if not wait_no_new_processes(probe, still=1.0, timeout=15.0):
+            out.busy_starts += 1
         state = host.running(agent)
         if state is None:
             log(f"  {label} {i + 1}: {agent.session} is not running; skipped")
@@ -712,6 +735,8 @@ def latency_cell(trials: Trials) -> str:
         notes.append(f"{trials.timeouts} never back")
     if trials.cleared:
         notes.append(f"{trials.cleared} clear-backoff")
+    if trials.busy_starts:
+        notes.append(f"{trials.busy_starts} killed while processes still started")
     return cell + (f" ({', '.join(notes)})" if notes else "") + f" n={len(trials.latencies)}"
 
 
